@@ -1,0 +1,13 @@
+//! The SynapseStream node agent as a library: the binary (`src/main.rs`), the benches and the
+//! integration tests all drive these modules.
+//!
+//! Data flows one way, from the kernel to the decision: `telemetry` (eBPF programs filtered by
+//! cgroup) → `store` (sled) → `forecast` → `policy` → `runtime`. `replay` runs the same
+//! forecasters and policies over recorded traces with a virtual clock.
+
+pub mod cgroup;
+pub mod config;
+pub mod metrics;
+pub mod runtime;
+pub mod store;
+pub mod telemetry;
