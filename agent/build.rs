@@ -19,5 +19,7 @@ fn main() -> anyhow::Result<()> {
         }],
         Toolchain::default(),
     )
-    .context("building the eBPF programs (run scripts/setup.sh for nightly rust-src and bpf-linker)")
+    .context(
+        "building the eBPF programs (run scripts/setup.sh for nightly rust-src and bpf-linker)",
+    )
 }

@@ -4,7 +4,10 @@
 
 use std::{env, fs, path::PathBuf};
 
-const PROTOS: &[&str] = &["synapse/link/v1/link.proto", "synapse/console/v1/console.proto"];
+const PROTOS: &[&str] = &[
+    "synapse/link/v1/link.proto",
+    "synapse/console/v1/console.proto",
+];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     for proto in PROTOS {

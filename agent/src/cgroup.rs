@@ -1,1 +1,319 @@
-//! cgroup
+//! Cgroups of function instances.
+//!
+//! The agent reads the mount table to find the cgroup v2 hierarchy (wherever it is mounted:
+//! `/sys/fs/cgroup` on pure v2 hosts, `/sys/fs/cgroup/unified` on hybrid ones) and, when v2
+//! has no memory controller, the v1 memory controller. Each instance gets its own cgroup
+//! `<subtree>/<function>/<instance>`; its v2 id (the directory's inode) is what the eBPF
+//! programs see from `bpf_get_current_cgroup_id()`.
+
+use std::{
+    fs,
+    io::Write as _,
+    os::unix::fs::MetadataExt as _,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use anyhow::{Context as _, Result, bail};
+
+/// One line of `/proc/self/mountinfo`, the fields the agent uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mount {
+    pub mount_point: PathBuf,
+    pub fs_type: String,
+    pub super_options: String,
+}
+
+/// Parses `/proc/self/mountinfo` text (see proc(5)).
+pub fn parse_mountinfo(text: &str) -> Vec<Mount> {
+    text.lines()
+        .filter_map(|line| {
+            let (left, right) = line.split_once(" - ")?;
+            let mount_point = left.split(' ').nth(4)?;
+            let mut right = right.split(' ');
+            let fs_type = right.next()?.to_string();
+            let _source = right.next()?;
+            let super_options = right.next().unwrap_or("").to_string();
+            Some(Mount {
+                mount_point: PathBuf::from(unescape(mount_point)),
+                fs_type,
+                super_options,
+            })
+        })
+        .collect()
+}
+
+/// mountinfo escapes space, tab, newline and backslash as octal.
+fn unescape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let bytes = s.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'\\' && i + 4 <= bytes.len() {
+            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 4], 8) {
+                out.push(v as char);
+                i += 4;
+                continue;
+            }
+        }
+        out.push(bytes[i] as char);
+        i += 1;
+    }
+    out
+}
+
+/// Where the cgroup hierarchies of this host are.
+#[derive(Debug, Clone)]
+pub struct CgroupLayout {
+    /// Mount point of cgroup v2.
+    pub v2: PathBuf,
+    /// Mount point of the v1 memory controller, used when v2 has no memory controller.
+    pub v1_memory: Option<PathBuf>,
+    /// Whether the v2 hierarchy offers the memory controller.
+    pub v2_memory: bool,
+    /// The agent's folder name under each hierarchy.
+    pub subtree: String,
+}
+
+impl CgroupLayout {
+    /// Finds the hierarchies in the mount table (or uses `v2_mount` when configured).
+    pub fn detect(v2_mount: Option<&Path>, subtree: &str) -> Result<Self> {
+        let text =
+            fs::read_to_string("/proc/self/mountinfo").context("reading /proc/self/mountinfo")?;
+        let mounts = parse_mountinfo(&text);
+        Self::from_mounts(&mounts, v2_mount, subtree)
+    }
+
+    pub fn from_mounts(mounts: &[Mount], v2_mount: Option<&Path>, subtree: &str) -> Result<Self> {
+        let v2 = match v2_mount {
+            Some(p) => p.to_path_buf(),
+            None => mounts
+                .iter()
+                .filter(|m| m.fs_type == "cgroup2")
+                .map(|m| m.mount_point.clone())
+                // Prefer the conventional places when cgroup2 is mounted more than once.
+                .min_by_key(|p| match p.to_str() {
+                    Some("/sys/fs/cgroup") => 0,
+                    Some("/sys/fs/cgroup/unified") => 1,
+                    _ => 2,
+                })
+                .context(
+                    "no cgroup v2 hierarchy in the mount table: the agent needs cgroup v2 \
+                     (mount it with `mount -t cgroup2 none /sys/fs/cgroup/unified`)",
+                )?,
+        };
+        let v2_memory = fs::read_to_string(v2.join("cgroup.controllers"))
+            .map(|c| c.split_whitespace().any(|c| c == "memory"))
+            .unwrap_or(false);
+        let v1_memory = mounts
+            .iter()
+            .find(|m| m.fs_type == "cgroup" && m.super_options.split(',').any(|o| o == "memory"))
+            .map(|m| m.mount_point.clone());
+        Ok(Self {
+            v2,
+            v1_memory,
+            v2_memory,
+            subtree: subtree.to_string(),
+        })
+    }
+
+    /// The agent's v2 folder.
+    pub fn v2_root(&self) -> PathBuf {
+        self.v2.join(&self.subtree)
+    }
+
+    fn v1_root(&self) -> Option<PathBuf> {
+        self.v1_memory.as_ref().map(|m| m.join(&self.subtree))
+    }
+
+    /// Creates the cgroup of one instance, with its memory limit when one is given.
+    pub fn create_instance(
+        &self,
+        function: &str,
+        instance: &str,
+        memory_mb: Option<u64>,
+    ) -> Result<InstanceCgroup> {
+        let v2 = self.v2_root().join(function).join(instance);
+        fs::create_dir_all(&v2).with_context(|| format!("creating cgroup {}", v2.display()))?;
+        let id = fs::metadata(&v2)
+            .with_context(|| format!("reading cgroup {}", v2.display()))?
+            .ino();
+        let mut cg = InstanceCgroup {
+            id,
+            v2,
+            v1_memory: None,
+        };
+        if let Some(mb) = memory_mb {
+            let bytes = mb * 1024 * 1024;
+            if self.v2_memory {
+                self.enable_v2_memory(function)?;
+                write_file(&cg.v2.join("memory.max"), &bytes.to_string())?;
+                write_file(&cg.v2.join("memory.swap.max"), "0").ok();
+            } else if let Some(root) = self.v1_root() {
+                let dir = root.join(function).join(instance);
+                fs::create_dir_all(&dir)
+                    .with_context(|| format!("creating cgroup {}", dir.display()))?;
+                write_file(&dir.join("memory.limit_in_bytes"), &bytes.to_string())?;
+                cg.v1_memory = Some(dir);
+            } else {
+                bail!(
+                    "function {function}: memory_mb is set but this host has no memory controller"
+                );
+            }
+        }
+        Ok(cg)
+    }
+
+    fn enable_v2_memory(&self, function: &str) -> Result<()> {
+        let mut dir = self.v2.clone();
+        for part in [self.subtree.as_str(), function] {
+            write_file(&dir.join("cgroup.subtree_control"), "+memory")?;
+            dir = dir.join(part);
+        }
+        write_file(&dir.join("cgroup.subtree_control"), "+memory")
+    }
+
+    /// Removes every cgroup under the agent's folders, killing what still runs in them:
+    /// the leftovers of an agent that did not stop cleanly.
+    pub fn remove_all(&self) -> Result<usize> {
+        let mut removed = 0;
+        for root in std::iter::once(self.v2_root()).chain(self.v1_root()) {
+            if root.exists() {
+                removed += remove_tree(&root)?;
+            }
+        }
+        Ok(removed)
+    }
+}
+
+/// The cgroup(s) of one instance.
+#[derive(Debug, Clone)]
+pub struct InstanceCgroup {
+    /// cgroup v2 id, the key of the eBPF filter map.
+    pub id: u64,
+    pub v2: PathBuf,
+    pub v1_memory: Option<PathBuf>,
+}
+
+impl InstanceCgroup {
+    /// `cgroup.procs` files a new process must join, in order.
+    pub fn procs_files(&self) -> Vec<PathBuf> {
+        std::iter::once(self.v2.join("cgroup.procs"))
+            .chain(self.v1_memory.iter().map(|d| d.join("cgroup.procs")))
+            .collect()
+    }
+
+    /// Whether the kernel killed a process of this cgroup for exceeding its memory limit.
+    pub fn oom_killed(&self) -> bool {
+        let v2 = fs::read_to_string(self.v2.join("memory.events"))
+            .ok()
+            .and_then(|t| field(&t, "oom_kill"))
+            .unwrap_or(0);
+        let v1 = self
+            .v1_memory
+            .as_ref()
+            .and_then(|d| fs::read_to_string(d.join("memory.oom_control")).ok())
+            .and_then(|t| field(&t, "oom_kill"))
+            .unwrap_or(0);
+        v2 + v1 > 0
+    }
+
+    /// Kills what runs in the cgroup and removes it.
+    pub fn remove(&self) -> Result<()> {
+        for dir in std::iter::once(&self.v2).chain(self.v1_memory.iter()) {
+            if dir.exists() {
+                remove_tree(dir)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn field(text: &str, name: &str) -> Option<u64> {
+    text.lines().find_map(|l| {
+        let (k, v) = l.split_once(' ')?;
+        (k == name).then(|| v.trim().parse().ok()).flatten()
+    })
+}
+
+fn write_file(path: &Path, value: &str) -> Result<()> {
+    fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .and_then(|mut f| f.write_all(value.as_bytes()))
+        .with_context(|| format!("writing `{value}` to {}", path.display()))
+}
+
+/// Kills the processes of `dir` and its descendants, then removes the folders bottom-up.
+fn remove_tree(dir: &Path) -> Result<usize> {
+    let mut removed = 0;
+    for entry in fs::read_dir(dir).with_context(|| format!("listing {}", dir.display()))? {
+        let entry = entry?;
+        if entry.file_type()?.is_dir() {
+            removed += remove_tree(&entry.path())?;
+        }
+    }
+    kill_all(dir);
+    // A killed process leaves its cgroup a moment later; rmdir fails with EBUSY until then.
+    let mut tries = 0;
+    loop {
+        match fs::remove_dir(dir) {
+            Ok(()) => return Ok(removed + 1),
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && tries < 100 => {
+                tries += 1;
+                kill_all(dir);
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => return Err(e).with_context(|| format!("removing cgroup {}", dir.display())),
+        }
+    }
+}
+
+fn kill_all(dir: &Path) {
+    if fs::write(dir.join("cgroup.kill"), "1").is_ok() {
+        return;
+    }
+    if let Ok(procs) = fs::read_to_string(dir.join("cgroup.procs")) {
+        for pid in procs.lines().filter_map(|p| p.trim().parse::<i32>().ok()) {
+            // SAFETY: plain syscall on a pid read from the cgroup.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HYBRID: &str = "\
+25 30 0:23 / /sys rw,nosuid - sysfs sysfs rw
+35 25 0:30 / /sys/fs/cgroup ro - tmpfs tmpfs ro,mode=755
+36 35 0:31 / /sys/fs/cgroup/unified rw,nosuid - cgroup2 cgroup2 rw,nsdelegate
+40 35 0:35 / /sys/fs/cgroup/memory rw,nosuid - cgroup cgroup rw,memory
+41 35 0:36 / /sys/fs/cgroup/cpu\\040x rw - cgroup cgroup rw,cpu
+";
+
+    #[test]
+    fn hybrid_layout_finds_unified_v2_and_v1_memory() {
+        let mounts = parse_mountinfo(HYBRID);
+        let l = CgroupLayout::from_mounts(&mounts, None, "synapse").unwrap();
+        assert_eq!(l.v2, PathBuf::from("/sys/fs/cgroup/unified"));
+        assert_eq!(l.v1_memory, Some(PathBuf::from("/sys/fs/cgroup/memory")));
+        assert_eq!(mounts[4].mount_point, PathBuf::from("/sys/fs/cgroup/cpu x"));
+    }
+
+    #[test]
+    fn pure_v2_layout_is_found_at_sys_fs_cgroup() {
+        let text = "30 25 0:26 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw,nsdelegate\n";
+        let l = CgroupLayout::from_mounts(&parse_mountinfo(text), None, "synapse").unwrap();
+        assert_eq!(l.v2, PathBuf::from("/sys/fs/cgroup"));
+        assert_eq!(l.v1_memory, None);
+    }
+
+    #[test]
+    fn no_cgroup2_is_a_clear_error() {
+        let text = "35 25 0:30 / /sys/fs/cgroup ro - tmpfs tmpfs ro\n";
+        let err = CgroupLayout::from_mounts(&parse_mountinfo(text), None, "s").unwrap_err();
+        assert!(err.to_string().contains("no cgroup v2 hierarchy"));
+    }
+}

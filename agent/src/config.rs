@@ -1,1 +1,407 @@
-//! config
+//! The agent's configuration: a TOML file read with `deny_unknown_fields`, where every field
+//! has a default stated here (and in README's configuration reference), so an empty file is a
+//! valid configuration. A bad file is refused with its path, line, column and the reason.
+
+use std::{collections::BTreeMap, net::SocketAddr, path::Path, path::PathBuf, time::Duration};
+
+use serde::Deserialize;
+
+/// Everything `synapse-agent run` needs.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AgentConfig {
+    pub agent: AgentSection,
+    pub telemetry: TelemetryConfig,
+    pub metrics: MetricsConfig,
+    pub store: StoreConfig,
+    pub cgroup: CgroupConfig,
+    /// Functions the agent starts and supervises.
+    pub functions: Vec<FunctionSpec>,
+    /// Cgroups started by other runtimes that the agent watches as functions.
+    pub watch: Vec<WatchSpec>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Tier {
+    Edge,
+    Regional,
+    Cloud,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AgentSection {
+    /// Agent id; empty means the host name.
+    pub id: String,
+    /// Tier of this host. Default `edge`.
+    pub tier: Tier,
+    /// Where the agent keeps its state (sled store). Default `/var/lib/synapse-agent`.
+    pub state_dir: PathBuf,
+}
+
+impl Default for AgentSection {
+    fn default() -> Self {
+        Self {
+            id: String::new(),
+            tier: Tier::Edge,
+            state_dir: PathBuf::from("/var/lib/synapse-agent"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetryConfig {
+    /// Length of one telemetry interval. Default 60 s; from 1 s to 1 h.
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    /// Size of the lifecycle ring buffer in bytes (a power of two, at least 4096). Default 256 KiB.
+    pub ring_buffer_bytes: u32,
+    /// Print a table of every function's telemetry on stdout at the end of each interval.
+    pub print: bool,
+    /// Keep the kernel's BPF run-time statistics on while the agent runs
+    /// (`kernel.bpf_stats_enabled`), exported as `synapse_ebpf_program_*`. Default true.
+    pub bpf_stats: bool,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        Self {
+            interval: Duration::from_secs(60),
+            ring_buffer_bytes: synapse_agent_ebpf::DEFAULT_RING_BYTES,
+            print: false,
+            bpf_stats: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Address of the Prometheus endpoint (`/metrics`) and the telemetry API
+    /// (`/v1/telemetry`). Default `127.0.0.1:9464`.
+    pub listen: SocketAddr,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 9464)),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// How long per-interval records are kept. Default 24 h.
+    #[serde(with = "humantime_serde")]
+    pub raw_retention: Duration,
+    /// How long the hourly roll-ups of those records are kept. Default 30 days.
+    #[serde(with = "humantime_serde")]
+    pub hourly_retention: Duration,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            raw_retention: Duration::from_secs(24 * 3600),
+            hourly_retention: Duration::from_secs(30 * 24 * 3600),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CgroupConfig {
+    /// Mount point of the cgroup v2 hierarchy; empty means found in the mount table.
+    pub v2_mount: Option<PathBuf>,
+    /// Folder of the agent's instance cgroups, relative to the v2 mount (and to the v1 memory
+    /// controller's mount on hybrid hosts). Default `synapse`.
+    pub subtree: String,
+}
+
+impl Default for CgroupConfig {
+    fn default() -> Self {
+        Self {
+            v2_mount: None,
+            subtree: "synapse".into(),
+        }
+    }
+}
+
+/// When the agent starts an instance again after it exits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Restart {
+    Never,
+    OnFailure,
+    Always,
+}
+
+/// A function the agent runs as processes.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FunctionSpec {
+    /// Name, unique on this agent: letters, digits, `-`, `_`, `.`.
+    pub name: String,
+    /// Program to execute.
+    pub command: PathBuf,
+    #[serde(default)]
+    pub args: Vec<String>,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    pub working_dir: Option<PathBuf>,
+    /// Instances kept running. Default 1.
+    #[serde(default = "one")]
+    pub instances: u32,
+    /// First loopback port; instance `i` listens on `port + i` (given to it as
+    /// `SYNAPSE_LISTEN=127.0.0.1:PORT` and `PORT`). Default: a free port chosen per instance.
+    pub port: Option<u16>,
+    /// Restart policy. Default `always`.
+    #[serde(default = "always")]
+    pub restart: Restart,
+    /// Memory limit of each instance in MiB, applied through its cgroup. Default: none.
+    pub memory_mb: Option<u64>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+fn always() -> Restart {
+    Restart::Always
+}
+
+/// A cgroup of another runtime, counted as a function.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WatchSpec {
+    pub function: String,
+    /// Absolute path of the cgroup (v2) directory.
+    pub cgroup: PathBuf,
+}
+
+/// Why a configuration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: cannot read: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}:{column}: {reason}")]
+    Syntax {
+        path: String,
+        line: usize,
+        column: usize,
+        reason: String,
+    },
+    #[error("{path}: {field}: {reason}")]
+    Invalid {
+        path: String,
+        field: String,
+        reason: String,
+    },
+}
+
+impl AgentConfig {
+    /// Reads and validates a configuration file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::parse(&text, &path.display().to_string())
+    }
+
+    /// Parses and validates configuration text; `origin` names it in errors.
+    pub fn parse(text: &str, origin: &str) -> Result<Self, ConfigError> {
+        let config: Self = toml::from_str(text).map_err(|e| {
+            let (line, column) = e
+                .span()
+                .map(|span| line_column(text, span.start))
+                .unwrap_or((1, 1));
+            ConfigError::Syntax {
+                path: origin.to_string(),
+                line,
+                column,
+                reason: e.message().trim().to_string(),
+            }
+        })?;
+        config
+            .validate()
+            .map_err(|(field, reason)| ConfigError::Invalid {
+                path: origin.to_string(),
+                field,
+                reason,
+            })?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), (String, String)> {
+        let t = &self.telemetry;
+        if t.interval < Duration::from_secs(1) || t.interval > Duration::from_secs(3600) {
+            return Err((
+                "telemetry.interval".into(),
+                format!(
+                    "must be between 1s and 1h, got {}",
+                    humantime::format_duration(t.interval)
+                ),
+            ));
+        }
+        if !t.ring_buffer_bytes.is_power_of_two() || t.ring_buffer_bytes < 4096 {
+            return Err((
+                "telemetry.ring_buffer_bytes".into(),
+                format!(
+                    "must be a power of two of at least 4096, got {}",
+                    t.ring_buffer_bytes
+                ),
+            ));
+        }
+        if self.cgroup.subtree.is_empty() || self.cgroup.subtree.contains("..") {
+            return Err((
+                "cgroup.subtree".into(),
+                "must be a non-empty relative folder without `..`".into(),
+            ));
+        }
+        let mut names = std::collections::BTreeSet::new();
+        let all_names = self
+            .functions
+            .iter()
+            .map(|f| ("functions", &f.name))
+            .chain(self.watch.iter().map(|w| ("watch", &w.function)));
+        for (i, (section, name)) in all_names.enumerate() {
+            if !valid_name(name) {
+                return Err((
+                    format!("{section}.name"),
+                    format!(
+                        "`{name}` is not a valid function name (letters, digits, `-`, `_`, `.`; at most 64)"
+                    ),
+                ));
+            }
+            if !names.insert(name.clone()) {
+                return Err((
+                    format!("{section}[{i}].name"),
+                    format!("`{name}` is defined twice"),
+                ));
+            }
+        }
+        if names.len() > synapse_agent_ebpf::MAX_FUNCTIONS as usize {
+            return Err(("functions".into(), "too many functions".into()));
+        }
+        for f in &self.functions {
+            if f.instances == 0 {
+                return Err((
+                    format!("functions.{}.instances", f.name),
+                    "must be at least 1".into(),
+                ));
+            }
+            if let Some(port) = f.port {
+                if u32::from(port) + f.instances > 65_536 || port == 0 {
+                    return Err((
+                        format!("functions.{}.port", f.name),
+                        "port range does not fit in 1..=65535".into(),
+                    ));
+                }
+            }
+        }
+        for w in &self.watch {
+            if !w.cgroup.is_absolute() {
+                return Err((
+                    format!("watch.{}.cgroup", w.function),
+                    "must be an absolute path".into(),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The agent id: the configured one, else the host name.
+    pub fn agent_id(&self) -> String {
+        if !self.agent.id.is_empty() {
+            return self.agent.id.clone();
+        }
+        sysinfo::System::host_name().unwrap_or_else(|| "agent".into())
+    }
+}
+
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && name != "."
+        && name != ".."
+}
+
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before
+        .rfind('\n')
+        .map_or(before.len(), |nl| before.len() - nl - 1)
+        + 1;
+    (line, column)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_gives_documented_defaults() {
+        let c = AgentConfig::parse("", "t.toml").unwrap();
+        assert_eq!(c.telemetry.interval, Duration::from_secs(60));
+        assert_eq!(c.metrics.listen.to_string(), "127.0.0.1:9464");
+        assert_eq!(c.cgroup.subtree, "synapse");
+        assert!(c.functions.is_empty());
+    }
+
+    #[test]
+    fn unknown_field_is_refused_with_its_line() {
+        let text = "[telemetry]\ninterval = \"5s\"\nintervall = \"5s\"\n";
+        let err = AgentConfig::parse(text, "agent.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("agent.toml:3:1: unknown field `intervall`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn interval_below_one_second_is_refused() {
+        let err = AgentConfig::parse("[telemetry]\ninterval = \"500ms\"\n", "a.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("telemetry.interval: must be between 1s and 1h"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn duplicate_function_names_are_refused() {
+        let text = r#"
+[[functions]]
+name = "f"
+command = "/bin/true"
+[[functions]]
+name = "f"
+command = "/bin/true"
+"#;
+        let err = AgentConfig::parse(text, "a.toml").unwrap_err().to_string();
+        assert!(err.contains("`f` is defined twice"), "{err}");
+    }
+
+    #[test]
+    fn a_function_gets_its_defaults() {
+        let text = "[[functions]]\nname = \"thumb\"\ncommand = \"/bin/x\"\n";
+        let c = AgentConfig::parse(text, "a.toml").unwrap();
+        assert_eq!(c.functions[0].instances, 1);
+        assert_eq!(c.functions[0].restart, Restart::Always);
+    }
+}

@@ -5,9 +5,11 @@
 //! cgroup) → `store` (sled) → `forecast` → `policy` → `runtime`. `replay` runs the same
 //! forecasters and policies over recorded traces with a virtual clock.
 
+pub mod agent;
 pub mod cgroup;
 pub mod config;
 pub mod metrics;
 pub mod runtime;
+pub mod shutdown;
 pub mod store;
 pub mod telemetry;

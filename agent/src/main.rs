@@ -1,9 +1,10 @@
 //! `synapse-agent`: the node agent daemon and its operator commands.
 
-use std::path::PathBuf;
+use std::{path::PathBuf, process::ExitCode};
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
+use synapse_agent::config::AgentConfig;
 
 #[derive(Parser)]
 #[command(name = "synapse-agent", version, about = "SynapseStream node agent")]
@@ -24,10 +25,46 @@ enum Command {
     CheckConfig { file: PathBuf },
 }
 
-fn main() -> Result<()> {
-    let cli = Cli::parse();
-    match cli.command {
-        Command::Run { config: _ } => Ok(()),
-        Command::CheckConfig { file: _ } => Ok(()),
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match dispatch(Cli::parse().command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("synapse-agent: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn dispatch(command: Command) -> Result<()> {
+    match command {
+        Command::Run { config } => {
+            let config = match config {
+                Some(path) => AgentConfig::load(&path)?,
+                None => AgentConfig::default(),
+            };
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()?
+                .block_on(synapse_agent::agent::run(config))
+        }
+        Command::CheckConfig { file } => {
+            let config = AgentConfig::load(&file)?;
+            println!(
+                "{}: ok ({} functions, {} watched cgroups, interval {})",
+                file.display(),
+                config.functions.len(),
+                config.watch.len(),
+                humantime::format_duration(config.telemetry.interval)
+            );
+            Ok(())
+        }
     }
 }

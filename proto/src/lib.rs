@@ -18,4 +18,5 @@ pub mod console {
 }
 
 /// Encoded `FileDescriptorSet` of every package in this crate.
-pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/synapse_descriptor.bin"));
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/synapse_descriptor.bin"));

@@ -1,0 +1,153 @@
+//! `synapse-agent run`: wires the parts together and stops them cleanly.
+//!
+//! Order matters: leftovers of a previous agent are cleaned first, the store is opened, the
+//! eBPF programs are attached before any instance starts (so no exec is missed), then the
+//! metrics endpoint, the instance slots and the telemetry loop run until SIGTERM or SIGINT.
+
+use std::sync::Arc;
+
+use anyhow::{Context as _, Result};
+use tokio::{signal::unix::SignalKind, sync::watch, task::JoinSet};
+use tracing::{info, warn};
+
+use crate::{
+    cgroup::CgroupLayout,
+    config::AgentConfig,
+    metrics::Metrics,
+    runtime::InstanceSlot,
+    store::Store,
+    telemetry::{collector::Collector, ebpf::KernelProbes, tracker::Tracker},
+};
+
+pub async fn run(config: AgentConfig) -> Result<()> {
+    let agent_id = config.agent_id();
+    info!(agent = %agent_id, tier = ?config.agent.tier, version = env!("CARGO_PKG_VERSION"), "starting");
+    let layout = CgroupLayout::detect(config.cgroup.v2_mount.as_deref(), &config.cgroup.subtree)?;
+    info!(
+        v2 = %layout.v2.display(),
+        v1_memory = ?layout.v1_memory,
+        v2_memory = layout.v2_memory,
+        "cgroup hierarchies"
+    );
+    let stale = layout
+        .remove_all()
+        .context("cleaning cgroups left by a previous agent")?;
+    if stale > 0 {
+        warn!(
+            cgroups = stale,
+            "removed cgroups left by an agent that did not stop cleanly"
+        );
+    }
+
+    let store = Arc::new(Store::open(
+        &config.agent.state_dir,
+        config.store.raw_retention,
+        config.store.hourly_retention,
+    )?);
+    let metrics = Arc::new(Metrics::new());
+    let probes = KernelProbes::load(
+        config.telemetry.ring_buffer_bytes,
+        config.telemetry.bpf_stats,
+    )?;
+    let filter = probes.filter();
+
+    let mut tracker = Tracker::default();
+    let names = config
+        .functions
+        .iter()
+        .map(|f| f.name.as_str())
+        .chain(config.watch.iter().map(|w| w.function.as_str()));
+    for (id, name) in names.enumerate() {
+        tracker.add_function(id as u32, name);
+        restore_counters(&metrics, &store, name)?;
+    }
+    let first_watch_id = config.functions.len();
+    for (i, w) in config.watch.iter().enumerate() {
+        let id =
+            std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&w.cgroup).with_context(
+                || format!("watched cgroup {} of {}", w.cgroup.display(), w.function),
+            )?);
+        filter.watch(id, (first_watch_id + i) as u32)?;
+        info!(function = %w.function, cgroup = %w.cgroup.display(), "watching cgroup");
+    }
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut tasks = JoinSet::new();
+    tasks.spawn(crate::metrics::serve(
+        config.metrics.listen,
+        metrics.clone(),
+        store.clone(),
+        stop_rx.clone(),
+    ));
+    let collector = Collector {
+        probes,
+        tracker,
+        metrics,
+        store,
+        interval: config.telemetry.interval,
+        print: config.telemetry.print,
+        sink: None,
+    };
+    tasks.spawn(collector.run(stop_rx.clone()));
+    let mut slots = JoinSet::new();
+    for (id, spec) in config.functions.iter().enumerate() {
+        for index in 0..spec.instances {
+            let slot = InstanceSlot {
+                spec: spec.clone(),
+                function_id: id as u32,
+                index,
+                layout: layout.clone(),
+                filter: filter.clone(),
+            };
+            slots.spawn(slot.run(stop_rx.clone()));
+        }
+    }
+
+    let mut term = tokio::signal::unix::signal(SignalKind::terminate())?;
+    let mut int = tokio::signal::unix::signal(SignalKind::interrupt())?;
+    let failure = tokio::select! {
+        _ = term.recv() => { info!("SIGTERM: stopping"); None }
+        _ = int.recv() => { info!("SIGINT: stopping"); None }
+        Some(done) = tasks.join_next() => Some(done),
+    };
+    let _ = stop_tx.send(true);
+    while slots.join_next().await.is_some() {}
+    // The collector reads the last events of the stopped instances before it closes.
+    let mut failure = failure;
+    while let Some(done) = tasks.join_next().await {
+        if failure.is_none() && !matches!(done, Ok(Ok(()))) {
+            failure = Some(done);
+        }
+    }
+    if let Err(e) = layout.remove_all() {
+        warn!("removing the agent's cgroups: {e:#}");
+    }
+    info!("stopped");
+    match failure {
+        Some(Ok(Err(e))) => Err(e),
+        Some(Err(e)) => Err(e.into()),
+        _ => Ok(()),
+    }
+}
+
+/// Counters continue from the stored totals, so a restart does not reset them.
+fn restore_counters(metrics: &Metrics, store: &Store, function: &str) -> Result<()> {
+    let t = store.totals(function)?;
+    let l = Metrics::label(function);
+    metrics.invocations.get_or_create(&l).inc_by(t.invocations);
+    metrics.cold_starts.get_or_create(&l).inc_by(t.cold_starts);
+    metrics
+        .instance_starts
+        .get_or_create(&l)
+        .inc_by(t.instance_starts);
+    metrics
+        .instance_exits
+        .get_or_create(&l)
+        .inc_by(t.instance_exits);
+    metrics
+        .idle_instance_seconds
+        .get_or_create(&l)
+        .inc_by(t.idle_instance_s);
+    metrics.instances.get_or_create(&l).set(0);
+    Ok(())
+}

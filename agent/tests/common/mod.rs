@@ -1,0 +1,161 @@
+//! Shared helpers of the agent's integration tests: a real `synapse-agent` process with a
+//! generated configuration, and readers for its metrics and telemetry API.
+
+#![allow(dead_code)]
+
+use std::{
+    io::{Read as _, Write as _},
+    net::{TcpListener, TcpStream},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+pub const AGENT: &str = env!("CARGO_BIN_EXE_synapse-agent");
+pub const SAMPLE_FN: &str = env!("CARGO_BIN_EXE_synapse-sample-fn");
+
+pub fn require_root() {
+    // SAFETY: plain syscall.
+    let uid = unsafe { libc::geteuid() };
+    assert_eq!(
+        uid, 0,
+        "this test loads eBPF programs and creates cgroups: run it as root"
+    );
+}
+
+/// A block of `n` consecutive free loopback ports.
+pub fn free_ports(n: u16) -> u16 {
+    'search: for _ in 0..200 {
+        let base = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if base > 65_000 - n {
+            continue;
+        }
+        for p in base..base + n {
+            if TcpListener::bind(("127.0.0.1", p)).is_err() {
+                continue 'search;
+            }
+        }
+        return base;
+    }
+    panic!("no block of {n} free ports");
+}
+
+pub struct Agent {
+    pub child: Child,
+    pub metrics: u16,
+    pub dir: PathBuf,
+    pub subtree: String,
+}
+
+impl Agent {
+    /// Starts the agent with `functions` (TOML `[[functions]]` blocks) in a fresh state dir.
+    pub fn start(dir: &Path, metrics: u16, subtree: &str, functions: &str) -> Self {
+        let config = format!(
+            "[agent]\nid = \"test\"\nstate_dir = \"{}\"\n\n[telemetry]\ninterval = \"1s\"\n\n\
+             [metrics]\nlisten = \"127.0.0.1:{metrics}\"\n\n[cgroup]\nsubtree = \"{subtree}\"\n\n{functions}",
+            dir.join("state").display()
+        );
+        let path = dir.join("agent.toml");
+        std::fs::write(&path, config).unwrap();
+        let child = Command::new(AGENT)
+            .args(["run", "--config"])
+            .arg(&path)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("agent.log")).unwrap())
+            .spawn()
+            .expect("starting synapse-agent");
+        let agent = Self {
+            child,
+            metrics,
+            dir: dir.to_path_buf(),
+            subtree: subtree.into(),
+        };
+        agent.wait_until("metrics endpoint up", |a| a.get("/healthz").is_some());
+        agent
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("agent.log")).unwrap_or_default()
+    }
+
+    /// Polls `cond` every 50 ms for up to 30 s (a bound on waiting, not a timing assertion).
+    pub fn wait_until(&self, what: &str, cond: impl Fn(&Self) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if cond(self) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("gave up waiting for {what}; agent log:\n{}", self.log());
+    }
+
+    pub fn get(&self, path: &str) -> Option<String> {
+        http_get(self.metrics, path)
+    }
+
+    /// Value of a metric line `name{labels}`, when present.
+    pub fn metric(&self, name_and_labels: &str) -> Option<f64> {
+        let text = self.get("/metrics")?;
+        text.lines().find_map(|l| {
+            let rest = l.strip_prefix(name_and_labels)?;
+            rest.strip_prefix(' ')?.trim().parse().ok()
+        })
+    }
+
+    /// Stops the agent with SIGTERM and waits for it; returns whether it exited with 0.
+    pub fn stop(mut self) -> bool {
+        // SAFETY: plain syscall on our child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.success();
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("agent did not stop on SIGTERM; log:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A minimal HTTP/1.1 GET on loopback; `None` when nothing answers.
+pub fn http_get(port: u16, path: &str) -> Option<String> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    let (head, body) = out.split_once("\r\n\r\n")?;
+    head.starts_with("HTTP/1.1 200").then(|| body.to_string())
+}
+
+/// The cgroup v2 mount, from the mount table.
+pub fn cgroup_v2_mount() -> PathBuf {
+    let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    text.lines()
+        .find_map(|l| {
+            let (left, right) = l.split_once(" - ")?;
+            (right.split(' ').next()? == "cgroup2")
+                .then(|| PathBuf::from(left.split(' ').nth(4).unwrap()))
+        })
+        .expect("a cgroup2 mount")
+}

@@ -1,0 +1,185 @@
+//! The agent's eBPF telemetry against the real kernel: real processes in per-function
+//! cgroups that initialise for a known time before `listen()`, then serve a known number of
+//! connections, while a busy process outside those cgroups is ignored.
+//!
+//! Runs as root (it loads eBPF programs and creates cgroups).
+
+mod common;
+
+use std::{
+    process::{Command, Stdio},
+    time::Duration,
+};
+
+use common::*;
+
+/// How far above the known init delay a measured cold start may be: process creation, the
+/// dynamic loader and the scheduler on a loaded 2-core machine.
+const TOLERANCE_S: f64 = 0.120;
+
+fn function(name: &str, init_ms: u64, instances: u32, port: u16) -> String {
+    format!(
+        "[[functions]]\nname = \"{name}\"\ncommand = \"{SAMPLE_FN}\"\n\
+         args = [\"--init-ms\", \"{init_ms}\"]\ninstances = {instances}\nport = {port}\nrestart = \"never\"\n\n"
+    )
+}
+
+fn hit(port: u16, times: usize) {
+    for _ in 0..times {
+        assert!(http_get(port, "/").is_some(), "no answer on port {port}");
+    }
+}
+
+fn stored(agent: &Agent, function: &str) -> serde_json::Value {
+    let body = agent
+        .get(&format!("/v1/telemetry?function={function}"))
+        .expect("telemetry API");
+    serde_json::from_str::<serde_json::Value>(&body).unwrap()[function].clone()
+}
+
+/// Min and max cold-start latency over every stored interval of a function.
+fn cold_start_range(agent: &Agent, function: &str) -> (f64, f64, u64) {
+    let v = stored(agent, function);
+    let mut lo = f64::MAX;
+    let mut hi = 0.0f64;
+    let mut n = 0;
+    for iv in v["intervals"].as_array().unwrap() {
+        let h = &iv["cold_start"];
+        let count = h["count"].as_u64().unwrap();
+        if count > 0 {
+            lo = lo.min(h["min_s"].as_f64().unwrap());
+            hi = hi.max(h["max_s"].as_f64().unwrap());
+            n += count;
+        }
+    }
+    (lo, hi, n)
+}
+
+#[test]
+fn invocations_and_cold_starts_are_measured_in_the_kernel() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let metrics = free_ports(1);
+    let fast_port = free_ports(2);
+    let slow_port = free_ports(1);
+    let busy_port = free_ports(1);
+    let subtree = format!("synapse-test-{}", std::process::id());
+    let config = function("fast", 150, 2, fast_port) + &function("slow", 400, 1, slow_port);
+    let agent = Agent::start(dir.path(), metrics, &subtree, &config);
+
+    // A busy process of the same program outside the agent's cgroups.
+    let mut busy = Command::new(SAMPLE_FN)
+        .args(["--listen", &format!("127.0.0.1:{busy_port}")])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+
+    agent.wait_until("three instances ready", |a| {
+        a.metric("synapse_cold_starts_total{function=\"fast\"}") == Some(2.0)
+            && a.metric("synapse_cold_starts_total{function=\"slow\"}") == Some(1.0)
+    });
+    hit(busy_port, 1); // make sure the busy process listens before it is hammered
+    let (k_fast, k_slow, k_busy) = (37, 23, 300);
+    let busy_load = std::thread::spawn(move || hit(busy_port, k_busy));
+    hit(fast_port, 20);
+    hit(fast_port + 1, k_fast - 20);
+    hit(slow_port, k_slow);
+    busy_load.join().unwrap();
+
+    agent.wait_until("every invocation counted", |a| {
+        a.metric("synapse_invocations_total{function=\"fast\"}") == Some(k_fast as f64)
+            && a.metric("synapse_invocations_total{function=\"slow\"}") == Some(k_slow as f64)
+    });
+    // Two more seconds for anything late (the busy process) to show up if it were counted.
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        agent.metric("synapse_invocations_total{function=\"fast\"}"),
+        Some(k_fast as f64)
+    );
+    assert_eq!(
+        agent.metric("synapse_invocations_total{function=\"slow\"}"),
+        Some(k_slow as f64)
+    );
+    assert_eq!(
+        agent.metric("synapse_cold_starts_total{function=\"fast\"}"),
+        Some(2.0)
+    );
+    assert_eq!(
+        agent.metric("synapse_cold_starts_total{function=\"slow\"}"),
+        Some(1.0)
+    );
+    assert_eq!(
+        agent.metric("synapse_instances{function=\"fast\"}"),
+        Some(2.0)
+    );
+    assert_eq!(agent.metric("synapse_ebpf_events_lost_total"), Some(0.0));
+
+    // Cold-start latency, exec → listen, from the stored intervals.
+    agent.wait_until("intervals stored", |a| {
+        cold_start_range(a, "slow").2 == 1 && cold_start_range(a, "fast").2 == 2
+    });
+    for (name, delay) in [("fast", 0.150), ("slow", 0.400)] {
+        let (lo, hi, _) = cold_start_range(&agent, name);
+        eprintln!("{name}: init {delay} s, measured cold starts {lo:.4}..{hi:.4} s");
+        assert!(
+            lo >= delay && hi <= delay + TOLERANCE_S,
+            "{name}: cold starts in [{lo:.3}, {hi:.3}] s, expected within [{delay}, {}] s",
+            delay + TOLERANCE_S
+        );
+    }
+    let stored_invocations: u64 = stored(&agent, "fast")["intervals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|iv| iv["invocations"].as_u64().unwrap())
+        .sum();
+    assert_eq!(stored_invocations, k_fast as u64);
+
+    let _ = busy.kill();
+    let _ = busy.wait();
+    assert!(agent.stop(), "agent exited with an error");
+    let ours = cgroup_v2_mount().join(&subtree);
+    assert!(!ours.exists(), "cgroups left behind in {}", ours.display());
+}
+
+#[test]
+fn telemetry_survives_an_agent_restart() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let metrics = free_ports(1);
+    let port = free_ports(1);
+    let subtree = format!("synapse-test-restart-{}", std::process::id());
+    let config = function("echo", 50, 1, port);
+    let agent = Agent::start(dir.path(), metrics, &subtree, &config);
+    agent.wait_until("ready", |a| {
+        a.metric("synapse_cold_starts_total{function=\"echo\"}") == Some(1.0)
+    });
+    hit(port, 5);
+    agent.wait_until("counted", |a| {
+        a.metric("synapse_invocations_total{function=\"echo\"}") == Some(5.0)
+    });
+    assert!(agent.stop());
+
+    let agent = Agent::start(dir.path(), metrics, &subtree, &config);
+    // Counters continue from the stored totals, and the first run's intervals are still there.
+    agent.wait_until("second instance ready", |a| {
+        a.metric("synapse_cold_starts_total{function=\"echo\"}") == Some(2.0)
+    });
+    assert_eq!(
+        agent.metric("synapse_invocations_total{function=\"echo\"}"),
+        Some(5.0)
+    );
+    hit(port, 2);
+    agent.wait_until("counted after restart", |a| {
+        a.metric("synapse_invocations_total{function=\"echo\"}") == Some(7.0)
+    });
+    let stored = stored(&agent, "echo");
+    let before_restart: u64 = stored["intervals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|iv| iv["invocations"].as_u64().unwrap())
+        .sum();
+    assert!(before_restart >= 5, "stored invocations {before_restart}");
+    assert!(agent.stop());
+}
