@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Sets up what building and running SynapseStream needs on a Debian host, idempotently:
-# Debian's LLVM 22 (for bpf-linker), protoc-free builds need nothing more, the nightly
+# Debian's LLVM 22 (for bpf-linker), curl and iproute2, the nightly
 # rust-src component (eBPF target), bpf-linker, and tracefs. Each step is skipped when
 # its result is already there, so running it twice costs a few milliseconds.
 set -euo pipefail
@@ -11,6 +11,7 @@ say() { printf 'setup: %s\n' "$*" >&2; }
 need_apt=()
 [ -x "$LLVM_DIR/bin/llvm-config" ] || need_apt+=(llvm-22-dev libpolly-22-dev)
 command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
+command -v curl >/dev/null 2>&1 || need_apt+=(curl)
 if [ ${#need_apt[@]} -gt 0 ]; then
   say "installing Debian packages: ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive

@@ -125,11 +125,10 @@ fn serve(stream: TcpStream, work: Duration) {
             Ok(0) | Err(_) => return,
             Ok(_) if line == "\r\n" || line == "\n" => break,
             Ok(_) => {
-                if let Some((k, v)) = line.split_once(':') {
-                    if k.eq_ignore_ascii_case("content-length") {
+                if let Some((k, v)) = line.split_once(':')
+                    && k.eq_ignore_ascii_case("content-length") {
                         content_length = v.trim().parse().unwrap_or(0);
                     }
-                }
             }
         }
     }

@@ -208,8 +208,8 @@ impl Collector {
             }
         }
         clocks.last_tick_ns = now_ns;
-        if let Ok(lost) = self.probes.lost_events() {
-            if lost > clocks.lost_seen {
+        if let Ok(lost) = self.probes.lost_events()
+            && lost > clocks.lost_seen {
                 warn!(
                     lost = lost - clocks.lost_seen,
                     "eBPF ring buffer was full; lifecycle events lost"
@@ -219,7 +219,6 @@ impl Collector {
                     .inc_by(lost - clocks.lost_seen);
                 clocks.lost_seen = lost;
             }
-        }
         for p in self.probes.program_stats() {
             let l = ProgramLabel {
                 program: p.name.into(),
@@ -266,11 +265,10 @@ impl Collector {
         if self.print {
             print_table(clocks.interval_start_ms, length, &intervals);
         }
-        if let Some(sink) = &self.sink {
-            if sink.try_send(intervals).is_err() {
+        if let Some(sink) = &self.sink
+            && sink.try_send(intervals).is_err() {
                 warn!("telemetry sink is full or closed; interval kept in the store only");
             }
-        }
         clocks.interval_start_ms = now;
     }
 }

@@ -1,0 +1,21 @@
+# SynapseStream: the two commands of README, and a few more.
+.PHONY: run test bench setup fmt
+
+# The main job: the agent on this host with sample functions and live telemetry.
+run:
+	bash scripts/run.sh
+
+# Every test (as root: the kernel tests load eBPF programs).
+test:
+	bash scripts/test.sh
+
+# Benchmarks that print figures.
+bench:
+	bash scripts/setup.sh
+	. scripts/env.sh && cargo bench -p synapse-agent --bench telemetry
+
+setup:
+	bash scripts/setup.sh
+
+fmt:
+	. scripts/env.sh && cargo fmt --all
