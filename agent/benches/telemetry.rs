@@ -59,13 +59,21 @@ fn churn(n: u64) {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn metric(port: u16, name: &str) -> f64 {
     let mut s = TcpStream::connect(("127.0.0.1", port)).expect("metrics endpoint");
     use std::io::Write as _;
-    write!(s, "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+    write!(
+        s,
+        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
     let mut text = String::new();
     s.read_to_string(&mut text).unwrap();
     text.lines()
@@ -78,7 +86,11 @@ fn metric(port: u16, name: &str) -> f64 {
 fn program_metric(port: u16, name: &str) -> f64 {
     let mut s = TcpStream::connect(("127.0.0.1", port)).expect("metrics endpoint");
     use std::io::Write as _;
-    write!(s, "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+    write!(
+        s,
+        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
     let mut text = String::new();
     s.read_to_string(&mut text).unwrap();
     text.lines()
@@ -243,7 +255,10 @@ restart = "never"
     let churn_secs = t0.elapsed().as_secs_f64();
     let execs = metric(metrics, "synapse_ebpf_events_total{kind=\"exec\"}");
     let exits = metric(metrics, "synapse_ebpf_events_total{kind=\"exit\"}");
-    println!("SynapseStream telemetry benchmark ({} CPUs)", thread::available_parallelism().map_or(0, |n| n.get()));
+    println!(
+        "SynapseStream telemetry benchmark ({} CPUs)",
+        thread::available_parallelism().map_or(0, |n| n.get())
+    );
     println!(
         "lifecycle burst: {churn_n} processes in {churn_secs:.1} s -> {:.0} ring-buffer events/s; \
          exec events {execs} (expected {}: the two functions and the burst), exit events {exits} (expected {churn_n}), lost {}",
@@ -266,7 +281,8 @@ restart = "never"
         let elapsed = t.elapsed().as_secs_f64();
         let p1 = proc_sample(pid);
         wait_for("the counters", || {
-            metric(metrics, "synapse_invocations_total{function=\"accept\"}") - before >= made as f64
+            metric(metrics, "synapse_invocations_total{function=\"accept\"}") - before
+                >= made as f64
         });
         thread::sleep(Duration::from_millis(1500));
         let counted = metric(metrics, "synapse_invocations_total{function=\"accept\"}") - before;
@@ -276,13 +292,21 @@ restart = "never"
         println!(
             "{:>10} {:>10} {:>10.0} {:>10} {:>6} {:>9.2}% {:>8.1} {:>12}",
             name,
-            if rate == 0 { "-".to_string() } else { rate.to_string() },
+            if rate == 0 {
+                "-".to_string()
+            } else {
+                rate.to_string()
+            },
             made as f64 / elapsed,
             format!("{counted}/{made}"),
             metric(metrics, "synapse_ebpf_events_lost_total"),
             cpu,
             p1.rss_kb as f64 / 1024.0,
-            if runs > 0.0 { format!("{:.0}", time / runs * 1e9) } else { "n/a".into() }
+            if runs > 0.0 {
+                format!("{:.0}", time / runs * 1e9)
+            } else {
+                "n/a".into()
+            }
         );
     }
 }

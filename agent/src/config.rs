@@ -299,12 +299,13 @@ impl AgentConfig {
                 ));
             }
             if let Some(port) = f.port
-                && (u32::from(port) + f.instances > 65_536 || port == 0) {
-                    return Err((
-                        format!("functions.{}.port", f.name),
-                        "port range does not fit in 1..=65535".into(),
-                    ));
-                }
+                && (u32::from(port) + f.instances > 65_536 || port == 0)
+            {
+                return Err((
+                    format!("functions.{}.port", f.name),
+                    "port range does not fit in 1..=65535".into(),
+                ));
+            }
         }
         for w in &self.watch {
             if !w.cgroup.is_absolute() {

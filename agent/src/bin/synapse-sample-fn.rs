@@ -126,9 +126,10 @@ fn serve(stream: TcpStream, work: Duration) {
             Ok(_) if line == "\r\n" || line == "\n" => break,
             Ok(_) => {
                 if let Some((k, v)) = line.split_once(':')
-                    && k.eq_ignore_ascii_case("content-length") {
-                        content_length = v.trim().parse().unwrap_or(0);
-                    }
+                    && k.eq_ignore_ascii_case("content-length")
+                {
+                    content_length = v.trim().parse().unwrap_or(0);
+                }
             }
         }
     }

@@ -209,16 +209,17 @@ impl Collector {
         }
         clocks.last_tick_ns = now_ns;
         if let Ok(lost) = self.probes.lost_events()
-            && lost > clocks.lost_seen {
-                warn!(
-                    lost = lost - clocks.lost_seen,
-                    "eBPF ring buffer was full; lifecycle events lost"
-                );
-                self.metrics
-                    .ebpf_events_lost
-                    .inc_by(lost - clocks.lost_seen);
-                clocks.lost_seen = lost;
-            }
+            && lost > clocks.lost_seen
+        {
+            warn!(
+                lost = lost - clocks.lost_seen,
+                "eBPF ring buffer was full; lifecycle events lost"
+            );
+            self.metrics
+                .ebpf_events_lost
+                .inc_by(lost - clocks.lost_seen);
+            clocks.lost_seen = lost;
+        }
         for p in self.probes.program_stats() {
             let l = ProgramLabel {
                 program: p.name.into(),
@@ -266,9 +267,10 @@ impl Collector {
             print_table(clocks.interval_start_ms, length, &intervals);
         }
         if let Some(sink) = &self.sink
-            && sink.try_send(intervals).is_err() {
-                warn!("telemetry sink is full or closed; interval kept in the store only");
-            }
+            && sink.try_send(intervals).is_err()
+        {
+            warn!("telemetry sink is full or closed; interval kept in the store only");
+        }
         clocks.interval_start_ms = now;
     }
 }

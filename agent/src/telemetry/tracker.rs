@@ -102,17 +102,16 @@ impl Tracker {
                 .instances
                 .get(&ev.cgroup_id)
                 .is_some_and(|i| i.root_tgid == ev.tgid);
-            if is_root
-                && let Some(inst) = self.instances.remove(&ev.cgroup_id) {
-                    let lifetime_s = ev.ts_ns.saturating_sub(inst.exec_ns) as f64 / NS;
-                    f.current.instance_exits += 1;
-                    f.current.lifetime.observe(lifetime_s);
-                    out.push(Observation::InstanceExit {
-                        function_id,
-                        cgroup_id: ev.cgroup_id,
-                        lifetime_s,
-                    });
-                }
+            if is_root && let Some(inst) = self.instances.remove(&ev.cgroup_id) {
+                let lifetime_s = ev.ts_ns.saturating_sub(inst.exec_ns) as f64 / NS;
+                f.current.instance_exits += 1;
+                f.current.lifetime.observe(lifetime_s);
+                out.push(Observation::InstanceExit {
+                    function_id,
+                    cgroup_id: ev.cgroup_id,
+                    lifetime_s,
+                });
+            }
             return out;
         }
         // Any other event of an unknown cgroup starts an instance, so that a lost exec event
