@@ -56,11 +56,28 @@ fn decode<T: for<'a> Deserialize<'a>>(bytes: &[u8]) -> Result<T> {
     serde_json::from_slice(bytes).context("decoding a stored record")
 }
 
+/// sled's file lock outlives a closed database by a moment (its flusher thread lets go
+/// last), and a restarting agent may meet its predecessor's: wait up to 5 s for it.
+fn open_waiting_for_lock(path: &Path) -> sled::Result<sled::Db> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        match sled::open(path) {
+            Err(sled::Error::Io(e))
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            other => return other,
+        }
+    }
+}
+
 impl Store {
     /// Opens (or creates) the store in `dir`.
     pub fn open(dir: &Path, raw_retention: Duration, hourly_retention: Duration) -> Result<Self> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        let db = sled::open(dir.join("telemetry.sled")).with_context(|| {
+        let db = open_waiting_for_lock(&dir.join("telemetry.sled")).with_context(|| {
             format!(
                 "opening the store in {} (is another agent running?)",
                 dir.display()
