@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The main job (`make run`): sets up what is missing, builds, and runs the agent on this host
-# with the sample configuration (examples/demo-agent.toml): two real HTTP functions in their
-# own cgroups, driven by a load of bursts and pauses so that instances scale to zero and
-# start cold again. The agent prints its live telemetry every 5 s; at the end (DURATION
+# with the sample configuration (examples/demo-agent.toml): two real HTTP functions behind
+# the gateway, each instance in its own cgroup, driven by bursts and pauses so that idle
+# instances are retired past their keep-alive and start cold again. The agent prints its live telemetry every 5 s; at the end (DURATION
 # seconds, default 60, or Ctrl-C) everything is stopped and a summary printed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,23 +29,22 @@ for _ in $(seq 100); do curl -sf 127.0.0.1:9464/healthz >/dev/null && break; sle
 echo "agent running (pid $agent, log $work/agent.log); metrics on http://127.0.0.1:9464/metrics"
 
 duration=${DURATION:-60}
-sent=0 failed=0
+ok=0 failed=0 cold=0
+call() {
+  local h
+  h=$(curl -s -m 15 -o /dev/null -D - -X POST --data "payload" "http://127.0.0.1:8080/v1/functions/$1/invoke") || { failed=$((failed+1)); return; }
+  case "$h" in *" 200"*) ok=$((ok+1)) ;; *) failed=$((failed+1)) ;; esac
+  case "$h" in *"x-synapse-start: cold"*) cold=$((cold+1)) ;; esac
+}
 end=$((SECONDS + duration))
 while [ $SECONDS -lt $end ]; do
-  # thumbnail: 8 s of requests, then 5 s of silence (its instances leave after 3 s idle).
-  if [ $(( SECONDS % 13 )) -lt 8 ]; then
-    for port in 18101 18102 18101; do
-      if curl -sf -m 3 -o /dev/null "http://127.0.0.1:$port/"; then sent=$((sent+1)); else failed=$((failed+1)); fi
-    done
-  fi
-  # resize: steady; recycled every 40 requests.
-  for _ in 1 2; do
-    if curl -sf -m 3 -o /dev/null http://127.0.0.1:18201/; then sent=$((sent+1)); else failed=$((failed+1)); fi
-  done
+  # thumbnail: 8 s of requests, then 5 s of silence (longer than its 3 s keep-alive).
+  if [ $(( SECONDS % 13 )) -lt 8 ]; then call thumbnail; call thumbnail; fi
+  call resize
   sleep 0.2
 done
 sleep 1.5
 echo
-echo "== summary after ${duration}s: $sent requests answered, $failed refused while an instance was starting =="
+echo "== summary after ${duration}s: $ok invocations answered ($cold cold), $failed failed =="
 curl -sf 127.0.0.1:9464/metrics | awk '
-  /^synapse_(invocations|cold_starts|instance_exits)_total\{/ || /^synapse_cold_start_seconds_(sum|count)\{/ || /^synapse_ebpf_events_lost_total/ { print "  " $0 }'
+  /^synapse_(invocations|cold_starts|kernel_accepts|idle_memory_mb_seconds)_total\{/ || /^synapse_cold_start_seconds_(sum|count)\{/ || /^synapse_ebpf_events_lost_total/ { print "  " $0 }'

@@ -7,17 +7,24 @@
 use std::sync::Arc;
 
 use anyhow::{Context as _, Result};
-use tokio::{signal::unix::SignalKind, sync::watch, task::JoinSet};
+use tokio::{
+    signal::unix::SignalKind,
+    sync::{mpsc, watch},
+    task::JoinSet,
+};
 use tracing::{info, warn};
 
 use crate::{
     cgroup::CgroupLayout,
     config::AgentConfig,
     metrics::Metrics,
-    runtime::InstanceSlot,
+    runtime::{Runtime, RuntimeEnv, readiness::Readiness},
     store::Store,
     telemetry::{collector::Collector, ebpf::KernelProbes, tracker::Tracker},
 };
+
+/// Invocation records the telemetry loop may lag behind by.
+const RECORDS_QUEUE: usize = 65_536;
 
 pub async fn run(config: AgentConfig) -> Result<()> {
     let agent_id = config.agent_id();
@@ -72,11 +79,29 @@ pub async fn run(config: AgentConfig) -> Result<()> {
     }
 
     let (stop_tx, stop_rx) = watch::channel(false);
+    let (records_tx, records_rx) = mpsc::channel(RECORDS_QUEUE);
+    let readiness = Readiness::default();
+    let env = Arc::new(RuntimeEnv {
+        layout: layout.clone(),
+        filter: filter.clone(),
+        readiness: readiness.clone(),
+        metrics: metrics.clone(),
+        records: records_tx.clone(),
+        shutdown: stop_rx.clone(),
+    });
+    let runtime = Runtime::new(&config.functions, env);
     let mut tasks = JoinSet::new();
     tasks.spawn(crate::metrics::serve(
         config.metrics.listen,
         metrics.clone(),
         store.clone(),
+        stop_rx.clone(),
+    ));
+    tasks.spawn(crate::gateway::serve(
+        config.gateway.listen,
+        runtime.clone(),
+        metrics.clone(),
+        records_tx,
         stop_rx.clone(),
     ));
     let collector = Collector {
@@ -87,20 +112,14 @@ pub async fn run(config: AgentConfig) -> Result<()> {
         interval: config.telemetry.interval,
         print: config.telemetry.print,
         sink: None,
+        readiness,
+        records: records_rx,
+        first_watched_id: first_watch_id as u32,
     };
     tasks.spawn(collector.run(stop_rx.clone()));
-    let mut slots = JoinSet::new();
-    for (id, spec) in config.functions.iter().enumerate() {
-        for index in 0..spec.instances {
-            let slot = InstanceSlot {
-                spec: spec.clone(),
-                function_id: id as u32,
-                index,
-                layout: layout.clone(),
-                filter: filter.clone(),
-            };
-            slots.spawn(slot.run(stop_rx.clone()));
-        }
+    let mut managers = JoinSet::new();
+    for f in runtime.functions() {
+        managers.spawn(f.clone().manage());
     }
 
     let mut term = tokio::signal::unix::signal(SignalKind::terminate())?;
@@ -111,7 +130,7 @@ pub async fn run(config: AgentConfig) -> Result<()> {
         Some(done) = tasks.join_next() => Some(done),
     };
     let _ = stop_tx.send(true);
-    while slots.join_next().await.is_some() {}
+    while managers.join_next().await.is_some() {}
     // The collector reads the last events of the stopped instances before it closes.
     let mut failure = failure;
     while let Some(done) = tasks.join_next().await {
@@ -134,7 +153,17 @@ pub async fn run(config: AgentConfig) -> Result<()> {
 fn restore_counters(metrics: &Metrics, store: &Store, function: &str) -> Result<()> {
     let t = store.totals(function)?;
     let l = Metrics::label(function);
-    metrics.invocations.get_or_create(&l).inc_by(t.invocations);
+    metrics
+        .kernel_accepts
+        .get_or_create(&l)
+        .inc_by(t.invocations);
+    for (start, n) in [("warm", t.warm_invocations), ("cold", t.cold_invocations)] {
+        let sl = crate::metrics::StartLabel {
+            function: function.into(),
+            start: start.into(),
+        };
+        metrics.invocations.get_or_create(&sl).inc_by(n);
+    }
     metrics.cold_starts.get_or_create(&l).inc_by(t.cold_starts);
     metrics
         .instance_starts

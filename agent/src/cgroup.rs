@@ -155,6 +155,9 @@ impl CgroupLayout {
                 fs::create_dir_all(&dir)
                     .with_context(|| format!("creating cgroup {}", dir.display()))?;
                 write_file(&dir.join("memory.limit_in_bytes"), &bytes.to_string())?;
+                // With swap accounting, the limit covers swap too (else the kernel may swap
+                // instead of enforcing it).
+                write_file(&dir.join("memory.memsw.limit_in_bytes"), &bytes.to_string()).ok();
                 cg.v1_memory = Some(dir);
             } else {
                 bail!(

@@ -15,7 +15,8 @@ pub struct AgentConfig {
     pub metrics: MetricsConfig,
     pub store: StoreConfig,
     pub cgroup: CgroupConfig,
-    /// Functions the agent starts and supervises.
+    pub gateway: GatewayConfig,
+    /// Functions the agent runs, each behind the gateway with its warm pool.
     pub functions: Vec<FunctionSpec>,
     /// Cgroups started by other runtimes that the agent watches as functions.
     pub watch: Vec<WatchSpec>,
@@ -94,6 +95,22 @@ impl Default for MetricsConfig {
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+pub struct GatewayConfig {
+    /// Address of the invocation gateway (`POST /v1/functions/{name}/invoke`).
+    /// Default `127.0.0.1:8080`.
+    pub listen: SocketAddr,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {
     /// How long per-interval records are kept. Default 24 h.
     #[serde(with = "humantime_serde")]
@@ -131,47 +148,96 @@ impl Default for CgroupConfig {
     }
 }
 
-/// When the agent starts an instance again after it exits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Restart {
-    Never,
-    OnFailure,
-    Always,
+/// How a function runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FunctionKind {
+    /// A program that speaks HTTP/1.1 on the address it is given.
+    #[default]
+    Process,
 }
 
-/// A function the agent runs as processes.
+/// A function: how to run it, and the bounds of its warm pool and of its invocations.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FunctionSpec {
     /// Name, unique on this agent: letters, digits, `-`, `_`, `.`.
     pub name: String,
-    /// Program to execute.
-    pub command: PathBuf,
+    /// Version label of the spec. Default `1`.
+    #[serde(default = "default_version")]
+    pub version: String,
+    /// `process` (default).
+    #[serde(default)]
+    pub kind: FunctionKind,
+    /// Program to execute (kind `process`).
+    pub command: Option<PathBuf>,
     #[serde(default)]
     pub args: Vec<String>,
     #[serde(default)]
     pub env: BTreeMap<String, String>,
     pub working_dir: Option<PathBuf>,
-    /// Instances kept running. Default 1.
-    #[serde(default = "one")]
-    pub instances: u32,
-    /// First loopback port; instance `i` listens on `port + i` (given to it as
-    /// `SYNAPSE_LISTEN=127.0.0.1:PORT` and `PORT`). Default: a free port chosen per instance.
-    pub port: Option<u16>,
-    /// Restart policy. Default `always`.
-    #[serde(default = "always")]
-    pub restart: Restart,
     /// Memory limit of each instance in MiB, applied through its cgroup. Default: none.
     pub memory_mb: Option<u64>,
+    /// Invocations one instance serves at once. Default 1.
+    #[serde(default = "one")]
+    pub concurrency: u32,
+    /// Ready instances kept at least, whatever the policy says. Default 0.
+    #[serde(default)]
+    pub min_warm: u32,
+    /// Instances at most (starting, ready or busy). Default 8.
+    #[serde(default = "default_max_instances")]
+    pub max_instances: u32,
+    /// Keep-alive of an idle instance under the fixed policy. Default 10 min.
+    #[serde(default = "default_keep_alive", with = "humantime_serde")]
+    pub keep_alive: Duration,
+    /// Bounds on any policy's keep-alive. Default 0 s and 1 h.
+    #[serde(default, with = "humantime_serde")]
+    pub keep_alive_min: Duration,
+    #[serde(default = "default_keep_alive_max", with = "humantime_serde")]
+    pub keep_alive_max: Duration,
+    /// Longest time one invocation may take before the gateway answers 504. Default 30 s.
+    #[serde(default = "default_invocation_timeout", with = "humantime_serde")]
+    pub invocation_timeout: Duration,
+    /// Longest time a new instance may take to listen before it is killed. Default 30 s.
+    #[serde(default = "default_invocation_timeout", with = "humantime_serde")]
+    pub ready_timeout: Duration,
+    /// Largest request body, bytes; larger ones get 413. Default 1 MiB.
+    #[serde(default = "default_max_request_bytes")]
+    pub max_request_bytes: usize,
+    /// Invocations that may wait for an instance; more get 503. Default 64.
+    #[serde(default = "default_queue_limit")]
+    pub queue_limit: usize,
+    /// Longest wait for an instance; then 503 with `Retry-After`. Default 10 s.
+    #[serde(default = "default_queue_timeout", with = "humantime_serde")]
+    pub queue_timeout: Duration,
 }
 
 fn one() -> u32 {
     1
 }
-
-fn always() -> Restart {
-    Restart::Always
+fn default_version() -> String {
+    "1".into()
+}
+fn default_max_instances() -> u32 {
+    8
+}
+fn default_keep_alive() -> Duration {
+    Duration::from_secs(600)
+}
+fn default_keep_alive_max() -> Duration {
+    Duration::from_secs(3600)
+}
+fn default_invocation_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_max_request_bytes() -> usize {
+    1 << 20
+}
+fn default_queue_limit() -> usize {
+    64
+}
+fn default_queue_timeout() -> Duration {
+    Duration::from_secs(10)
 }
 
 /// A cgroup of another runtime, counted as a function.
@@ -292,19 +358,30 @@ impl AgentConfig {
             return Err(("functions".into(), "too many functions".into()));
         }
         for f in &self.functions {
-            if f.instances == 0 {
+            let field = |name: &str| format!("functions.{}.{name}", f.name);
+            if f.kind == FunctionKind::Process && f.command.is_none() {
                 return Err((
-                    format!("functions.{}.instances", f.name),
-                    "must be at least 1".into(),
+                    field("command"),
+                    "a process function needs a command".into(),
                 ));
             }
-            if let Some(port) = f.port
-                && (u32::from(port) + f.instances > 65_536 || port == 0)
-            {
+            if f.concurrency == 0 {
+                return Err((field("concurrency"), "must be at least 1".into()));
+            }
+            if f.max_instances == 0 || f.min_warm > f.max_instances {
                 return Err((
-                    format!("functions.{}.port", f.name),
-                    "port range does not fit in 1..=65535".into(),
+                    field("max_instances"),
+                    format!("must be at least 1 and at least min_warm ({})", f.min_warm),
                 ));
+            }
+            if f.keep_alive_min > f.keep_alive_max {
+                return Err((
+                    field("keep_alive_min"),
+                    "must not exceed keep_alive_max".into(),
+                ));
+            }
+            if f.memory_mb == Some(0) {
+                return Err((field("memory_mb"), "must be at least 1".into()));
             }
         }
         for w in &self.watch {
@@ -401,7 +478,20 @@ command = "/bin/true"
     fn a_function_gets_its_defaults() {
         let text = "[[functions]]\nname = \"thumb\"\ncommand = \"/bin/x\"\n";
         let c = AgentConfig::parse(text, "a.toml").unwrap();
-        assert_eq!(c.functions[0].instances, 1);
-        assert_eq!(c.functions[0].restart, Restart::Always);
+        let f = &c.functions[0];
+        assert_eq!((f.concurrency, f.min_warm, f.max_instances), (1, 0, 8));
+        assert_eq!(f.keep_alive, Duration::from_secs(600));
+        assert_eq!(f.max_request_bytes, 1 << 20);
+    }
+
+    #[test]
+    fn a_process_function_without_command_is_refused() {
+        let err = AgentConfig::parse("[[functions]]\nname = \"f\"\n", "a.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("functions.f.command: a process function needs a command"),
+            "{err}"
+        );
     }
 }

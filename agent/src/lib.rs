@@ -8,6 +8,7 @@
 pub mod agent;
 pub mod cgroup;
 pub mod config;
+pub mod gateway;
 pub mod metrics;
 pub mod runtime;
 pub mod shutdown;

@@ -32,6 +32,26 @@ pub struct FunctionLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StartLabel {
+    pub function: String,
+    /// `warm` or `cold` for invocations through the gateway; `unknown` for the accepted
+    /// connections of watched cgroups, which the agent sees only in the kernel.
+    pub start: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EndLabel {
+    pub function: String,
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CodeLabel {
+    pub function: String,
+    pub code: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ProgramLabel {
     pub program: String,
 }
@@ -56,7 +76,17 @@ fn lifetime_histogram() -> Histogram {
 /// All metrics of the agent.
 pub struct Metrics {
     registry: Registry,
-    pub invocations: Family<FunctionLabel, Counter>,
+    pub invocations: Family<StartLabel, Counter>,
+    pub kernel_accepts: Family<FunctionLabel, Counter>,
+    pub invocation_seconds: HistogramFamily<FunctionLabel>,
+    pub queue_seconds: HistogramFamily<FunctionLabel>,
+    pub gateway_responses: Family<CodeLabel, Counter>,
+    pub warm_instances: Family<FunctionLabel, Gauge>,
+    pub pool_target: Family<FunctionLabel, Gauge>,
+    pub queue_depth: Family<FunctionLabel, Gauge>,
+    pub idle_memory_mb_seconds: Family<FunctionLabel, Counter<f64, AtomicU64>>,
+    pub instance_ends: Family<EndLabel, Counter>,
+    pub invocation_records_dropped: Counter,
     pub cold_starts: Family<FunctionLabel, Counter>,
     pub cold_start_seconds: HistogramFamily<FunctionLabel>,
     pub first_request_seconds: HistogramFamily<FunctionLabel>,
@@ -85,11 +115,53 @@ impl Metrics {
     pub fn new() -> Self {
         let mut r = Registry::with_prefix("synapse");
         let invocations = Family::default();
+        r.register("invocations", "Invocations of a function by how they started: warm or cold through the gateway, unknown for watched cgroups (their accepted connections)", invocations.clone());
+        let kernel_accepts = Family::default();
         r.register(
-            "invocations",
-            "Invocations (accepted connections) of a function's instances, seen by eBPF",
-            invocations.clone(),
+            "kernel_accepts",
+            "Connections accepted by a function's instances, counted by eBPF in the kernel",
+            kernel_accepts.clone(),
         );
+        let invocation_seconds: HistogramFamily<FunctionLabel> =
+            Family::new_with_constructor(latency_histogram);
+        r.register("invocation_seconds", "Invocation latency at the gateway: arrival to the end of the answer, queueing included", invocation_seconds.clone());
+        let queue_seconds: HistogramFamily<FunctionLabel> =
+            Family::new_with_constructor(latency_histogram);
+        r.register(
+            "queue_seconds",
+            "Time an invocation waited for an instance",
+            queue_seconds.clone(),
+        );
+        let gateway_responses = Family::default();
+        r.register(
+            "gateway_responses",
+            "Answers of the gateway by HTTP status code",
+            gateway_responses.clone(),
+        );
+        let warm_instances = Family::default();
+        r.register(
+            "warm_instances",
+            "Ready instances of a function (idle or busy)",
+            warm_instances.clone(),
+        );
+        let pool_target = Family::default();
+        r.register(
+            "pool_target",
+            "Instances the function's pool policy wants held now",
+            pool_target.clone(),
+        );
+        let queue_depth = Family::default();
+        r.register(
+            "queue_depth",
+            "Invocations waiting for an instance",
+            queue_depth.clone(),
+        );
+        let idle_memory_mb_seconds = Family::default();
+        r.register("idle_memory_mb_seconds", "Wasted memory: idle ready instances x their memory (memory_mb, or 128 when unset) x time", idle_memory_mb_seconds.clone());
+        let instance_ends = Family::default();
+        r.register("instance_ends", "Instances that ended, by reason: retired, stopped, exited, crashed, out_of_memory, never_ready, start_failed", instance_ends.clone());
+        let invocation_records_dropped = Counter::default();
+        r.register("invocation_records_dropped", "Invocation records not stored because the telemetry loop lagged (metrics still count them)", invocation_records_dropped.clone());
         let cold_starts = Family::default();
         r.register(
             "cold_starts",
@@ -188,6 +260,16 @@ impl Metrics {
         Self {
             registry: r,
             invocations,
+            kernel_accepts,
+            invocation_seconds,
+            queue_seconds,
+            gateway_responses,
+            warm_instances,
+            pool_target,
+            queue_depth,
+            idle_memory_mb_seconds,
+            instance_ends,
+            invocation_records_dropped,
             cold_starts,
             cold_start_seconds,
             first_request_seconds,

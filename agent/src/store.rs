@@ -21,6 +21,10 @@ pub struct Totals {
     pub instance_starts: u64,
     pub instance_exits: u64,
     pub idle_instance_s: f64,
+    #[serde(default)]
+    pub warm_invocations: u64,
+    #[serde(default)]
+    pub cold_invocations: u64,
 }
 
 pub struct Store {
@@ -124,6 +128,8 @@ impl Store {
         t.instance_starts += iv.instance_starts;
         t.instance_exits += iv.instance_exits;
         t.idle_instance_s += iv.idle_instance_s;
+        t.warm_invocations += iv.warm_invocations;
+        t.cold_invocations += iv.cold_invocations;
         self.totals
             .insert(iv.function.as_bytes(), serde_json::to_vec(&t)?)?;
         Ok(t)

@@ -17,16 +17,25 @@ use common::*;
 /// dynamic loader and the scheduler on a loaded 2-core machine.
 const TOLERANCE_S: f64 = 0.120;
 
-fn function(name: &str, init_ms: u64, instances: u32, port: u16) -> String {
+/// A function whose pool holds `instances` instances that initialise for `init_ms`.
+fn function(name: &str, init_ms: u64, instances: u32) -> String {
     format!(
         "[[functions]]\nname = \"{name}\"\ncommand = \"{SAMPLE_FN}\"\n\
-         args = [\"--init-ms\", \"{init_ms}\"]\ninstances = {instances}\nport = {port}\nrestart = \"never\"\n\n"
+         args = [\"--init-ms\", \"{init_ms}\"]\nmin_warm = {instances}\nmax_instances = {instances}\n\
+         concurrency = 4\nkeep_alive = \"1h\"\n\n"
     )
 }
 
 fn hit(port: u16, times: usize) {
     for _ in 0..times {
         assert!(http_get(port, "/").is_some(), "no answer on port {port}");
+    }
+}
+
+fn invoke_n(agent: &Agent, function: &str, times: usize) {
+    for _ in 0..times {
+        let r = agent.invoke(function, "", b"x");
+        assert_eq!(r.status, 200, "{r:?}");
     }
 }
 
@@ -60,11 +69,9 @@ fn invocations_and_cold_starts_are_measured_in_the_kernel() {
     require_root();
     let dir = tempfile::tempdir().unwrap();
     let metrics = free_ports(1);
-    let fast_port = free_ports(2);
-    let slow_port = free_ports(1);
     let busy_port = free_ports(1);
     let subtree = format!("synapse-test-{}", std::process::id());
-    let config = function("fast", 150, 2, fast_port) + &function("slow", 400, 1, slow_port);
+    let config = function("fast", 150, 2) + &function("slow", 400, 1);
     let agent = Agent::start(dir.path(), metrics, &subtree, &config);
 
     // A busy process of the same program outside the agent's cgroups.
@@ -81,23 +88,22 @@ fn invocations_and_cold_starts_are_measured_in_the_kernel() {
     hit(busy_port, 1); // make sure the busy process listens before it is hammered
     let (k_fast, k_slow, k_busy) = (37, 23, 300);
     let busy_load = std::thread::spawn(move || hit(busy_port, k_busy));
-    hit(fast_port, 20);
-    hit(fast_port + 1, k_fast - 20);
-    hit(slow_port, k_slow);
+    invoke_n(&agent, "fast", k_fast);
+    invoke_n(&agent, "slow", k_slow);
     busy_load.join().unwrap();
 
     agent.wait_until("every invocation counted", |a| {
-        a.metric("synapse_invocations_total{function=\"fast\"}") == Some(k_fast as f64)
-            && a.metric("synapse_invocations_total{function=\"slow\"}") == Some(k_slow as f64)
+        a.metric("synapse_kernel_accepts_total{function=\"fast\"}") == Some(k_fast as f64)
+            && a.metric("synapse_kernel_accepts_total{function=\"slow\"}") == Some(k_slow as f64)
     });
     // Two more seconds for anything late (the busy process) to show up if it were counted.
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(
-        agent.metric("synapse_invocations_total{function=\"fast\"}"),
+        agent.metric("synapse_kernel_accepts_total{function=\"fast\"}"),
         Some(k_fast as f64)
     );
     assert_eq!(
-        agent.metric("synapse_invocations_total{function=\"slow\"}"),
+        agent.metric("synapse_kernel_accepts_total{function=\"slow\"}"),
         Some(k_slow as f64)
     );
     assert_eq!(
@@ -113,6 +119,11 @@ fn invocations_and_cold_starts_are_measured_in_the_kernel() {
         Some(2.0)
     );
     assert_eq!(agent.metric("synapse_ebpf_events_lost_total"), Some(0.0));
+    // The gateway saw the same invocations, all warm: the pools were pre-warmed.
+    assert_eq!(
+        agent.metric("synapse_invocations_total{function=\"fast\",start=\"warm\"}"),
+        Some(k_fast as f64)
+    );
 
     // Cold-start latency, exec → listen, from the stored intervals.
     agent.wait_until("intervals stored", |a| {
@@ -147,16 +158,15 @@ fn telemetry_survives_an_agent_restart() {
     require_root();
     let dir = tempfile::tempdir().unwrap();
     let metrics = free_ports(1);
-    let port = free_ports(1);
     let subtree = format!("synapse-test-restart-{}", std::process::id());
-    let config = function("echo", 50, 1, port);
+    let config = function("echo", 50, 1);
     let agent = Agent::start(dir.path(), metrics, &subtree, &config);
     agent.wait_until("ready", |a| {
         a.metric("synapse_cold_starts_total{function=\"echo\"}") == Some(1.0)
     });
-    hit(port, 5);
+    invoke_n(&agent, "echo", 5);
     agent.wait_until("counted", |a| {
-        a.metric("synapse_invocations_total{function=\"echo\"}") == Some(5.0)
+        a.metric("synapse_kernel_accepts_total{function=\"echo\"}") == Some(5.0)
     });
     assert!(agent.stop());
 
@@ -166,12 +176,12 @@ fn telemetry_survives_an_agent_restart() {
         a.metric("synapse_cold_starts_total{function=\"echo\"}") == Some(2.0)
     });
     assert_eq!(
-        agent.metric("synapse_invocations_total{function=\"echo\"}"),
+        agent.metric("synapse_kernel_accepts_total{function=\"echo\"}"),
         Some(5.0)
     );
-    hit(port, 2);
+    invoke_n(&agent, "echo", 2);
     agent.wait_until("counted after restart", |a| {
-        a.metric("synapse_invocations_total{function=\"echo\"}") == Some(7.0)
+        a.metric("synapse_kernel_accepts_total{function=\"echo\"}") == Some(7.0)
     });
     let stored = stored(&agent, "echo");
     let before_restart: u64 = stored["intervals"]

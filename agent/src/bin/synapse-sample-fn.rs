@@ -4,7 +4,10 @@
 //! warming caches) before it listens, then answers each request after `--work-ms` of work.
 //! It listens on `SYNAPSE_LISTEN` (set by the agent) or `--listen`, serves one request per
 //! connection, and can leave by itself after `--idle-exit-ms` without requests (scale to
-//! zero) or after `--max-requests`, or crash on purpose on a request to `/crash`.
+//! zero) or after `--max-requests`. For tests it can misbehave on purpose: a request whose
+//! query has `crash` aborts the process, `alloc_mb=N` allocates and touches N MiB, and
+//! `--crash-once-file F` aborts on the first request of the first instance (the one that
+//! creates F).
 
 use std::{
     io::{BufRead as _, BufReader, Read as _, Write as _},
@@ -23,6 +26,7 @@ struct Options {
     work: Duration,
     idle_exit: Option<Duration>,
     max_requests: Option<u64>,
+    crash_once_file: Option<String>,
 }
 
 fn parse() -> Result<Options, String> {
@@ -32,6 +36,7 @@ fn parse() -> Result<Options, String> {
         work: Duration::ZERO,
         idle_exit: None,
         max_requests: None,
+        crash_once_file: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -53,6 +58,7 @@ fn parse() -> Result<Options, String> {
                         .map_err(|e| format!("--max-requests: {e}"))?,
                 )
             }
+            "--crash-once-file" => o.crash_once_file = Some(value()?),
             "--help" | "-h" => {
                 println!(
                     "usage: synapse-sample-fn [--listen ADDR] [--init-ms N] [--work-ms N] \
@@ -83,6 +89,14 @@ fn main() {
         }
     };
     let served = Arc::new(AtomicU64::new(0));
+    let in_flight = Arc::new(AtomicU64::new(0));
+    let crash_first = o.crash_once_file.as_ref().is_some_and(|f| {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(f)
+            .is_ok()
+    });
     let started = Instant::now();
     let last_request_ms = Arc::new(AtomicU64::new(0));
     if let Some(idle) = o.idle_exit {
@@ -103,7 +117,11 @@ fn main() {
         let n = served.fetch_add(1, Ordering::Relaxed) + 1;
         let work = o.work;
         let last = o.max_requests.is_some_and(|m| n >= m);
-        let handle = thread::spawn(move || serve(stream, work));
+        if crash_first {
+            std::process::abort();
+        }
+        let in_flight = in_flight.clone();
+        let handle = thread::spawn(move || serve(stream, work, &in_flight));
         if last {
             let _ = handle.join();
             std::process::exit(0);
@@ -111,7 +129,9 @@ fn main() {
     }
 }
 
-fn serve(stream: TcpStream, work: Duration) {
+/// One request. `in_flight` counts the requests being worked on; it drops before the answer
+/// is written, so a client that sends its next request on an answer never sees it high.
+fn serve(stream: TcpStream, work: Duration, in_flight: &AtomicU64) {
     let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
     let mut reader = BufReader::new(&stream);
     let mut request_line = String::new();
@@ -137,14 +157,32 @@ fn serve(stream: TcpStream, work: Duration) {
     if reader.read_exact(&mut body).is_err() {
         return;
     }
-    if request_line.split_whitespace().nth(1) == Some("/crash") {
-        std::process::abort();
+    let target = request_line.split_whitespace().nth(1).unwrap_or("/");
+    let query = target.split_once('?').map_or("", |(_, q)| q);
+    for pair in query.split('&') {
+        if pair == "crash" || pair.starts_with("crash=") {
+            std::process::abort();
+        }
+        if let Some(mb) = pair
+            .strip_prefix("alloc_mb=")
+            .and_then(|v| v.parse::<usize>().ok())
+        {
+            let mut hog = vec![0u8; mb << 20];
+            for page in hog.chunks_mut(4096) {
+                page[0] = 1;
+            }
+            std::hint::black_box(&hog);
+        }
     }
+    let now = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
     thread::sleep(work);
+    in_flight.fetch_sub(1, Ordering::SeqCst);
     let reply = format!(
-        "{{\"pid\":{},\"bytes\":{}}}\n",
+        "{{\"pid\":{},\"bytes\":{},\"in_flight\":{},\"sum\":{}}}\n",
         std::process::id(),
-        body.len()
+        body.len(),
+        now,
+        body.iter().map(|&b| u64::from(b)).sum::<u64>()
     );
     let _ = write!(
         &stream,

@@ -21,7 +21,8 @@ use super::{
     unix_ms,
 };
 use crate::{
-    metrics::{KindLabel, Metrics, ProgramLabel},
+    metrics::{KindLabel, Metrics, ProgramLabel, StartLabel},
+    runtime::{InvocationRecord, readiness::Readiness},
     store::Store,
 };
 
@@ -36,6 +37,13 @@ pub struct Collector {
     pub print: bool,
     /// Closed intervals also go here (for the link to the hub), when set.
     pub sink: Option<mpsc::Sender<Vec<FunctionInterval>>>,
+    /// Told when the kernel sees an instance listen.
+    pub readiness: Readiness,
+    /// Invocations served by the gateway.
+    pub records: mpsc::Receiver<InvocationRecord>,
+    /// Function ids from here on are watched cgroups: their accepted connections are their
+    /// invocations (no gateway sees them).
+    pub first_watched_id: u32,
 }
 
 struct Clocks {
@@ -85,6 +93,9 @@ impl Collector {
                     }
                     guard.clear_ready();
                 }
+                Some(record) = self.records.recv() => {
+                    self.tracker.on_invocation(&record);
+                }
                 _ = tick.tick() => {
                     self.sample(&filter, &mut clocks, &mut host);
                     if unix_ms() >= clocks.next_close_ms {
@@ -129,8 +140,10 @@ impl Collector {
                 }
                 Observation::ColdStart {
                     function_id,
+                    cgroup_id,
                     seconds,
                 } => {
+                    self.readiness.ready(cgroup_id);
                     let l = Metrics::label(&name(function_id));
                     debug!(function = %l.function, seconds, "cold start");
                     self.metrics.cold_starts.get_or_create(&l).inc();
@@ -187,9 +200,16 @@ impl Collector {
                     let new = self.tracker.on_accept_total(id, total);
                     if new > 0 {
                         self.metrics
-                            .invocations
+                            .kernel_accepts
                             .get_or_create(&Metrics::label(&name))
                             .inc_by(new);
+                        if id >= self.first_watched_id {
+                            let l = StartLabel {
+                                function: name.clone(),
+                                start: "unknown".into(),
+                            };
+                            self.metrics.invocations.get_or_create(&l).inc_by(new);
+                        }
                     }
                 }
                 Err(e) => warn!(function = %name, "reading accept counters: {e:#}"),

@@ -28,6 +28,21 @@ pub struct FunctionInterval {
     pub idle_instance_s: f64,
     /// Instances alive at the end of the interval.
     pub instances: u64,
+    /// Invocations through the gateway served by a ready instance.
+    #[serde(default)]
+    pub warm_invocations: u64,
+    /// Invocations through the gateway that waited for an instance to start.
+    #[serde(default)]
+    pub cold_invocations: u64,
+    /// Invocations through the gateway answered with an error.
+    #[serde(default)]
+    pub failed_invocations: u64,
+    /// Gateway latency of invocations, queueing included.
+    #[serde(default)]
+    pub invocation: LatencyHistogram,
+    /// Time invocations waited for an instance.
+    #[serde(default)]
+    pub queue: LatencyHistogram,
 }
 
 impl FunctionInterval {
@@ -43,6 +58,11 @@ impl FunctionInterval {
         self.lifetime.merge(&other.lifetime);
         self.idle_instance_s += other.idle_instance_s;
         self.instances = other.instances;
+        self.warm_invocations += other.warm_invocations;
+        self.cold_invocations += other.cold_invocations;
+        self.failed_invocations += other.failed_invocations;
+        self.invocation.merge(&other.invocation);
+        self.queue.merge(&other.queue);
     }
 }
 

@@ -21,6 +21,7 @@ pub enum Observation {
     },
     ColdStart {
         function_id: u32,
+        cgroup_id: u64,
         seconds: f64,
     },
     FirstRequest {
@@ -139,6 +140,7 @@ impl Tracker {
                 f.current.cold_start.observe(seconds);
                 out.push(Observation::ColdStart {
                     function_id,
+                    cgroup_id: ev.cgroup_id,
                     seconds,
                 });
             }
@@ -166,6 +168,23 @@ impl Tracker {
         f.accepts_seen = Some(total);
         f.current.invocations += new;
         new
+    }
+
+    /// Records one invocation the gateway served.
+    pub fn on_invocation(&mut self, r: &crate::runtime::InvocationRecord) {
+        let Some(f) = self.functions.get_mut(r.function_id as usize) else {
+            return;
+        };
+        let c = &mut f.current;
+        if !r.ok {
+            c.failed_invocations += 1;
+        } else if r.cold {
+            c.cold_invocations += 1;
+        } else {
+            c.warm_invocations += 1;
+        }
+        c.invocation.observe(r.latency_s);
+        c.queue.observe(r.queue_s);
     }
 
     /// Accounts idle time over the tick `(prev_ns, now_ns]`: a ready instance whose latest
@@ -256,6 +275,7 @@ mod tests {
             obs,
             vec![Observation::ColdStart {
                 function_id: 0,
+                cgroup_id: 7,
                 seconds: 0.15
             }]
         );

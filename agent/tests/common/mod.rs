@@ -47,6 +47,7 @@ pub fn free_ports(n: u16) -> u16 {
 pub struct Agent {
     pub child: Child,
     pub metrics: u16,
+    pub gateway: u16,
     pub dir: PathBuf,
     pub subtree: String,
 }
@@ -54,9 +55,11 @@ pub struct Agent {
 impl Agent {
     /// Starts the agent with `functions` (TOML `[[functions]]` blocks) in a fresh state dir.
     pub fn start(dir: &Path, metrics: u16, subtree: &str, functions: &str) -> Self {
+        let gateway = free_ports(1);
         let config = format!(
             "[agent]\nid = \"test\"\nstate_dir = \"{}\"\n\n[telemetry]\ninterval = \"1s\"\n\n\
-             [metrics]\nlisten = \"127.0.0.1:{metrics}\"\n\n[cgroup]\nsubtree = \"{subtree}\"\n\n{functions}",
+             [metrics]\nlisten = \"127.0.0.1:{metrics}\"\n\n[gateway]\nlisten = \"127.0.0.1:{gateway}\"\n\n\
+             [cgroup]\nsubtree = \"{subtree}\"\n\n{functions}",
             dir.join("state").display()
         );
         let path = dir.join("agent.toml");
@@ -72,6 +75,7 @@ impl Agent {
         let agent = Self {
             child,
             metrics,
+            gateway,
             dir: dir.to_path_buf(),
             subtree: subtree.into(),
         };
@@ -97,6 +101,15 @@ impl Agent {
 
     pub fn get(&self, path: &str) -> Option<String> {
         http_get(self.metrics, path)
+    }
+
+    /// Invokes a function through the gateway.
+    pub fn invoke(&self, function: &str, query: &str, body: &[u8]) -> Reply {
+        http_post(
+            self.gateway,
+            &format!("/v1/functions/{function}/invoke{query}"),
+            body,
+        )
     }
 
     /// Value of a metric line `name{labels}`, when present.
@@ -130,6 +143,59 @@ impl Drop for Agent {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// An HTTP answer: status, headers (lower-case names), body.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+}
+
+/// A minimal HTTP/1.1 POST on loopback.
+pub fn http_post(port: u16, path: &str, body: &[u8]) -> Reply {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connecting to the gateway");
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    let _ = s.write_all(body);
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    let out = String::from_utf8_lossy(&out);
+    let (head, body) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    Reply {
+        status,
+        headers,
+        body: body.to_string(),
     }
 }
 
