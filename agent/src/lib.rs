@@ -11,3 +11,7 @@ pub mod metrics;
 pub mod runtime;
 pub mod store;
 pub mod telemetry;
+pub mod trace;
+pub mod forecast;
+pub mod policy;
+pub mod replay;

@@ -22,6 +22,9 @@ enum Command {
     },
     /// Check a configuration file and exit: 0 when it is valid, 1 with the reason otherwise.
     CheckConfig { file: PathBuf },
+    /// Replay recorded traces through the shipped forecasters and pool policies, side by side
+    /// with the baselines, on a virtual clock.
+    Replay(synapse_agent::replay::ReplayArgs),
 }
 
 fn main() -> Result<()> {
@@ -29,5 +32,6 @@ fn main() -> Result<()> {
     match cli.command {
         Command::Run { config: _ } => Ok(()),
         Command::CheckConfig { file: _ } => Ok(()),
+        Command::Replay(args) => synapse_agent::replay::run(args),
     }
 }
