@@ -14,3 +14,7 @@ pub mod runtime;
 pub mod shutdown;
 pub mod store;
 pub mod telemetry;
+pub mod trace;
+pub mod forecast;
+pub mod policy;
+pub mod replay;

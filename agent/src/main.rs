@@ -23,6 +23,9 @@ enum Command {
     },
     /// Check a configuration file and exit: 0 when it is valid, 1 with the reason otherwise.
     CheckConfig { file: PathBuf },
+    /// Replay recorded traces through the shipped forecasters and pool policies, side by side
+    /// with the baselines, on a virtual clock.
+    Replay(synapse_agent::replay::ReplayArgs),
 }
 
 fn main() -> ExitCode {
@@ -66,5 +69,6 @@ fn dispatch(command: Command) -> Result<()> {
             );
             Ok(())
         }
+        Command::Replay(args) => synapse_agent::replay::run(args),
     }
 }

@@ -1,0 +1,67 @@
+//! The neural forecaster: a small MLP of fixed architecture ([`mlp`]) whose weights live in an
+//! ONNX file ([`onnx`]) run by tract ([`runner`]), with a Rust forward and backward pass for
+//! the same architecture and a synthetic pretraining ([`train`]) that produces the first model.
+
+pub mod mlp;
+pub mod onnx;
+pub mod runner;
+pub mod train;
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+pub use mlp::MlpModel;
+pub use runner::TractRunner;
+
+use super::{Forecaster, MinuteCount};
+
+/// The model a fresh agent starts with: pretrained on synthetic demand with the default seed,
+/// written to ONNX and read back, so its weights are exactly those of its ONNX file.
+pub fn default_model() -> Result<(MlpModel, Vec<u8>), onnx::OnnxError> {
+    let bytes = onnx::encode(&train::pretrain(&train::PretrainConfig::default()));
+    Ok((onnx::decode(&bytes)?, bytes))
+}
+
+/// One function's view of the shared model: the last hour of its counts.
+#[derive(Debug, Clone)]
+pub struct MlpForecaster {
+    model: Arc<MlpModel>,
+    recent: VecDeque<f64>,
+    next_minute_of_day: u32,
+}
+
+impl MlpForecaster {
+    /// A forecaster over the shared `model` that has seen nothing yet.
+    pub fn new(model: Arc<MlpModel>) -> Self {
+        Self {
+            model,
+            recent: VecDeque::with_capacity(60),
+            next_minute_of_day: 0,
+        }
+    }
+
+    /// The model's input for the next minute.
+    pub fn features(&self) -> [f32; mlp::INPUTS] {
+        let (a, b) = self.recent.as_slices();
+        let recent: Vec<f64> = a.iter().chain(b).copied().collect();
+        mlp::features(&recent, self.next_minute_of_day)
+    }
+}
+
+impl Forecaster for MlpForecaster {
+    fn name(&self) -> &'static str {
+        "mlp"
+    }
+
+    fn observe(&mut self, minute: MinuteCount) {
+        if self.recent.len() == 60 {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(minute.invocations);
+        self.next_minute_of_day = (minute.minute_of_day + 1) % 1440;
+    }
+
+    fn forecast_next(&self) -> f64 {
+        mlp::to_count(self.model.forward(&self.features()))
+    }
+}
