@@ -155,6 +155,52 @@ pub enum FunctionKind {
     /// A program that speaks HTTP/1.1 on the address it is given.
     #[default]
     Process,
+    /// An ONNX model served inside the agent with tract (a stateless serving function).
+    Onnx,
+}
+
+/// Element type of a model input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ElementType {
+    F32,
+    F64,
+    I32,
+    I64,
+}
+
+/// One input of an ONNX function's signature.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TensorInput {
+    pub name: String,
+    /// Shape of one row, without the batch dimension (which comes first in the model).
+    pub shape: Vec<usize>,
+    #[serde(default = "f32_type")]
+    pub dtype: ElementType,
+}
+
+fn f32_type() -> ElementType {
+    ElementType::F32
+}
+
+/// What is applied to an output row before it is returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Transform {
+    #[default]
+    None,
+    Sigmoid,
+    Softmax,
+}
+
+/// One output of an ONNX function's signature.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TensorOutput {
+    pub name: String,
+    #[serde(default)]
+    pub transform: Transform,
 }
 
 /// A function: how to run it, and the bounds of its warm pool and of its invocations.
@@ -176,7 +222,24 @@ pub struct FunctionSpec {
     #[serde(default)]
     pub env: BTreeMap<String, String>,
     pub working_dir: Option<PathBuf>,
-    /// Memory limit of each instance in MiB, applied through its cgroup. Default: none.
+    /// ONNX file (kind `onnx`).
+    pub model: Option<PathBuf>,
+    /// Expected SHA-256 of the ONNX file, hex; a mismatch refuses to load it. Default: unchecked.
+    pub model_sha256: Option<String>,
+    /// Inputs of the model, in its order (kind `onnx`).
+    #[serde(default)]
+    pub inputs: Vec<TensorInput>,
+    /// Outputs returned, by name (kind `onnx`).
+    #[serde(default)]
+    pub outputs: Vec<TensorOutput>,
+    /// Most rows run together by one ONNX instance. Default 8.
+    #[serde(default = "default_batch_size")]
+    pub batch_size: usize,
+    /// How long an ONNX instance waits for more requests to fill a batch. Default 2 ms.
+    #[serde(default = "default_batch_wait", with = "humantime_serde")]
+    pub batch_wait: Duration,
+    /// Memory limit of each instance in MiB, applied through its cgroup (kind `process`).
+    /// Default: none.
     pub memory_mb: Option<u64>,
     /// Invocations one instance serves at once. Default 1.
     #[serde(default = "one")]
@@ -217,6 +280,12 @@ fn one() -> u32 {
 }
 fn default_version() -> String {
     "1".into()
+}
+fn default_batch_size() -> usize {
+    8
+}
+fn default_batch_wait() -> Duration {
+    Duration::from_millis(2)
 }
 fn default_max_instances() -> u32 {
     8
@@ -364,6 +433,20 @@ impl AgentConfig {
                     field("command"),
                     "a process function needs a command".into(),
                 ));
+            }
+            if f.kind == FunctionKind::Onnx {
+                if f.model.is_none() {
+                    return Err((field("model"), "an onnx function needs a model file".into()));
+                }
+                if f.inputs.is_empty() || f.outputs.is_empty() {
+                    return Err((
+                        field("inputs"),
+                        "an onnx function needs its inputs and outputs".into(),
+                    ));
+                }
+                if f.batch_size == 0 {
+                    return Err((field("batch_size"), "must be at least 1".into()));
+                }
             }
             if f.concurrency == 0 {
                 return Err((field("concurrency"), "must be at least 1".into()));

@@ -8,13 +8,13 @@
 pub mod agent;
 pub mod cgroup;
 pub mod config;
+pub mod forecast;
 pub mod gateway;
 pub mod metrics;
+pub mod policy;
+pub mod replay;
 pub mod runtime;
 pub mod shutdown;
 pub mod store;
 pub mod telemetry;
 pub mod trace;
-pub mod forecast;
-pub mod policy;
-pub mod replay;

@@ -166,7 +166,10 @@ mod tests {
     #[test]
     fn learns_an_alternating_series() {
         let mut f = Arima::new(ArimaConfig::default());
-        feed(&mut f, (0..400).map(|i| if i % 2 == 0 { 10.0 } else { 2.0 }));
+        feed(
+            &mut f,
+            (0..400).map(|i| if i % 2 == 0 { 10.0 } else { 2.0 }),
+        );
         let next = f.forecast(2);
         assert!((next[0] - 10.0).abs() < 0.5, "{next:?}");
         assert!((next[1] - 2.0).abs() < 0.5, "{next:?}");
@@ -180,7 +183,11 @@ mod tests {
             forgetting: 1.0,
         });
         feed(&mut f, (0..200).map(f64::from));
-        assert!((f.forecast_next() - 200.0).abs() < 1.0, "{}", f.forecast_next());
+        assert!(
+            (f.forecast_next() - 200.0).abs() < 1.0,
+            "{}",
+            f.forecast_next()
+        );
     }
 
     #[test]

@@ -140,6 +140,9 @@ mod tests {
         let err = toml::from_str::<PolicyConfig>("[forecast_pool]\nprewarm_bufer = 2\n")
             .unwrap_err()
             .to_string();
-        assert!(err.contains("prewarm_bufer") && err.contains("line 2"), "{err}");
+        assert!(
+            err.contains("prewarm_bufer") && err.contains("line 2"),
+            "{err}"
+        );
     }
 }

@@ -185,6 +185,9 @@ mod tests {
         assert_eq!(d.pool_target, 0);
         let pre = d.prewarm_s.expect("pre-warms");
         assert!(pre > 13.0 * 60.0 && pre < 15.0 * 60.0, "{d:?}");
-        assert!(d.keep_alive_s > 15.0 * 60.0 && d.keep_alive_s <= 16.0 * 60.0, "{d:?}");
+        assert!(
+            d.keep_alive_s > 15.0 * 60.0 && d.keep_alive_s <= 16.0 * 60.0,
+            "{d:?}"
+        );
     }
 }

@@ -163,9 +163,16 @@ mod tests {
     #[test]
     fn the_threshold_trades_memory_for_cold_starts() {
         let g = gaps(&[1.0, 0.0, 2.0, 1.0, 0.0, 0.0, 3.0, 0.0, 1.0], 2.0);
-        assert_eq!(best_window(&g, 1.0, 1.0).keep_alive_s, 0.0, "cold starts are cheap");
+        assert_eq!(
+            best_window(&g, 1.0, 1.0).keep_alive_s,
+            0.0,
+            "cold starts are cheap"
+        );
         let w = best_window(&g, 1e6, 1.0);
         assert_eq!(w.prewarm_s, None, "cold starts are dear: warm from the end");
-        assert!(w.keep_alive_s >= 600.0, "covers the last idle time seen: {w:?}");
+        assert!(
+            w.keep_alive_s >= 600.0,
+            "covers the last idle time seen: {w:?}"
+        );
     }
 }

@@ -18,8 +18,8 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use rayon::prelude::*;
 
-use crate::forecast::neural::{self, onnx};
 use crate::forecast::MlpModel;
+use crate::forecast::neural::{self, onnx};
 use crate::policy::{PolicyConfig, PolicySpec};
 use crate::trace::{Trace, load_azure2019, load_azure2021};
 
@@ -86,7 +86,10 @@ pub const LOAD_TIME_S: f64 = 1.0;
 pub fn run(args: ReplayArgs) -> Result<()> {
     let trace = load_trace(&args.trace, args.memory_mb)?;
     let config = load_config(args.config.as_deref())?;
-    let model = Arc::new(load_model(args.model.as_deref(), args.save_model.as_deref())?);
+    let model = Arc::new(load_model(
+        args.model.as_deref(),
+        args.save_model.as_deref(),
+    )?);
     let specs = policy_specs(&args.policies, &args.sweep)?;
     let mut seeds = args.seeds.clone();
     seeds.dedup();
@@ -112,7 +115,11 @@ pub fn run(args: ReplayArgs) -> Result<()> {
         Window::Whole => 0,
         Window::SecondHalf => trace.minutes / 2,
     };
-    let counts: Vec<&[u32]> = trace.functions.iter().map(|f| f.counts.as_slice()).collect();
+    let counts: Vec<&[u32]> = trace
+        .functions
+        .iter()
+        .map(|f| f.counts.as_slice())
+        .collect();
     let floor = floor(&counts, half);
     println!(
         "trace {} · {} functions · {} invocations · window {:?} · seeds {:?} · L = {LOAD_TIME_S} s",
@@ -178,7 +185,11 @@ pub fn policy_specs(requested: &[String], sweep: &[f64]) -> Result<Vec<PolicySpe
     let mut specs = Vec::new();
     let mut names: Vec<String> = BASELINES.iter().map(|s| s.to_string()).collect();
     names.extend(requested.iter().cloned());
-    names.extend(sweep.iter().map(|c| format!("forecast(cost_threshold={c})")));
+    names.extend(
+        sweep
+            .iter()
+            .map(|c| format!("forecast(cost_threshold={c})")),
+    );
     if requested.is_empty() && sweep.is_empty() {
         names.push("forecast".into());
     }
@@ -280,7 +291,9 @@ fn mean(summaries: &[Summary]) -> Summary {
         mean_app_cold_start_pct: avg(|s| s.mean_app_cold_start_pct),
         overall_cold_start_pct: avg(|s| s.overall_cold_start_pct),
         wasted_memory_mb_s: avg(|s| s.wasted_memory_mb_s),
-        invocations: summaries.iter().map(|s| s.invocations).sum::<u64>() / summaries.len().max(1) as u64,
-        cold_starts: summaries.iter().map(|s| s.cold_starts).sum::<u64>() / summaries.len().max(1) as u64,
+        invocations: summaries.iter().map(|s| s.invocations).sum::<u64>()
+            / summaries.len().max(1) as u64,
+        cold_starts: summaries.iter().map(|s| s.cold_starts).sum::<u64>()
+            / summaries.len().max(1) as u64,
     }
 }

@@ -19,9 +19,16 @@ pub struct WindowTally {
 #[derive(Debug, Clone, Copy)]
 enum Phase {
     /// Loading until `ready`; `attached` when an invocation waits for it.
-    Loading { ready: f64, attached: bool },
-    Busy { until: f64 },
-    Idle { since: f64 },
+    Loading {
+        ready: f64,
+        attached: bool,
+    },
+    Busy {
+        until: f64,
+    },
+    Idle {
+        since: f64,
+    },
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -180,8 +187,7 @@ impl FunctionSim {
 
     fn windows_of(&mut self, t: f64) -> impl Iterator<Item = &mut WindowTally> {
         let in_second_half = t >= self.half_s;
-        std::iter::once(&mut self.whole)
-            .chain(in_second_half.then_some(&mut self.second_half))
+        std::iter::once(&mut self.whole).chain(in_second_half.then_some(&mut self.second_half))
     }
 
     fn waste(&mut self, from: f64, to: f64) {

@@ -13,8 +13,8 @@ use anyhow::Result;
 use tokio::sync::{oneshot, watch};
 use tracing::{info, warn};
 
-use super::{FunctionRuntime, process};
-use crate::{cgroup::InstanceCgroup, shutdown::stopped};
+use super::{FunctionRuntime, onnx, process};
+use crate::{cgroup::InstanceCgroup, config::FunctionKind, shutdown::stopped};
 
 /// How long an instance gets between SIGTERM and SIGKILL when it is retired or the agent stops.
 pub const STOP_GRACE: Duration = Duration::from_secs(5);
@@ -58,6 +58,12 @@ pub async fn run(
     retire: oneshot::Receiver<()>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    if f.spec.kind == FunctionKind::Onnx {
+        let end = live_onnx(&f, seq, retire, &mut shutdown).await;
+        report(&f, &name, &end);
+        f.instance_ended(seq, &name, &end);
+        return;
+    }
     let end = match f
         .env
         .layout
@@ -74,13 +80,62 @@ pub async fn run(
         }
         Err(e) => End::StartFailed(format!("{e:#}")),
     };
-    match &end {
+    report(&f, &name, &end);
+    f.instance_ended(seq, &name, &end);
+}
+
+fn report(f: &FunctionRuntime, name: &str, end: &End) {
+    match end {
         End::Retired | End::Stopped => {
             info!(function = %f.spec.name, instance = %name, reason = end.reason(), "instance stopped")
         }
         other => warn!(function = %f.spec.name, instance = %name, "instance failed: {other:?}"),
     }
-    f.instance_ended(seq, &name, &end);
+}
+
+/// An ONNX instance lives inside the agent: its cold start is loading and optimising the
+/// model, measured here (no process to watch in the kernel).
+async fn live_onnx(
+    f: &Arc<FunctionRuntime>,
+    seq: u64,
+    mut retire: oneshot::Receiver<()>,
+    shutdown: &mut watch::Receiver<bool>,
+) -> End {
+    let started = tokio::select! {
+        r = tokio::time::timeout(f.spec.ready_timeout, onnx::start(&f.spec)) => r,
+        _ = &mut retire => return End::Retired,
+        _ = stopped(shutdown) => return End::Stopped,
+    };
+    let instance = match started {
+        Ok(Ok(i)) => i,
+        Ok(Err(e)) => return End::StartFailed(format!("{e:#}")),
+        Err(_) => {
+            return End::NeverReady(format!(
+                "model not loaded within ready_timeout ({})",
+                humantime::format_duration(f.spec.ready_timeout)
+            ));
+        }
+    };
+    let l = crate::metrics::Metrics::label(&f.spec.name);
+    f.env.metrics.cold_starts.get_or_create(&l).inc();
+    f.env
+        .metrics
+        .cold_start_seconds
+        .get_or_create(&l)
+        .observe(instance.load_time.as_secs_f64());
+    info!(function = %f.spec.name, addr = %instance.addr, load_ms = instance.load_time.as_millis() as u64, "model loaded");
+    f.instance_ready(seq, instance.addr, Instant::now());
+    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    let serving = tokio::spawn(instance.serve(async move {
+        let _ = stop_rx.await;
+    }));
+    let end = tokio::select! {
+        _ = &mut retire => End::Retired,
+        _ = stopped(shutdown) => End::Stopped,
+    };
+    let _ = stop_tx.send(());
+    let _ = serving.await;
+    end
 }
 
 async fn live(

@@ -7,10 +7,12 @@
 //! ones past their keep-alive, and accounts idle memory × time.
 
 pub mod instance;
+pub mod onnx;
 pub mod planner;
 pub mod pool;
 pub mod process;
 pub mod readiness;
+pub mod sample_model;
 
 use std::{
     collections::BTreeMap,

@@ -40,7 +40,7 @@ pub enum OnnxError {
     Weights(#[from] WeightsError),
 }
 
-fn initializer(name: &str, dims: &[usize], values: &[f32]) -> TensorProto {
+pub fn initializer(name: &str, dims: &[usize], values: &[f32]) -> TensorProto {
     TensorProto {
         name: name.into(),
         dims: dims.iter().map(|&d| d as i64).collect(),
@@ -50,7 +50,7 @@ fn initializer(name: &str, dims: &[usize], values: &[f32]) -> TensorProto {
     }
 }
 
-fn node(op: &str, inputs: &[&str], output: &str) -> NodeProto {
+pub fn node(op: &str, inputs: &[&str], output: &str) -> NodeProto {
     NodeProto {
         op_type: op.into(),
         name: output.into(),
@@ -60,7 +60,7 @@ fn node(op: &str, inputs: &[&str], output: &str) -> NodeProto {
     }
 }
 
-fn value_info(name: &str, width: i64) -> ValueInfoProto {
+pub fn value_info(name: &str, width: i64) -> ValueInfoProto {
     let dim = |v| Dimension {
         value: Some(v),
         ..Default::default()
@@ -71,7 +71,10 @@ fn value_info(name: &str, width: i64) -> ValueInfoProto {
             value: Some(TypeValue::TensorType(TensorType {
                 elem_type: DataType::Float as i32,
                 shape: Some(TensorShapeProto {
-                    dim: vec![dim(DimValue::DimParam("N".into())), dim(DimValue::DimValue(width))],
+                    dim: vec![
+                        dim(DimValue::DimParam("N".into())),
+                        dim(DimValue::DimValue(width)),
+                    ],
                 }),
             })),
             ..Default::default()
