@@ -121,6 +121,12 @@ impl Agent {
         })
     }
 
+    /// Kills the agent with SIGKILL, as a crash would: its instances are left behind.
+    pub fn kill9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// Stops the agent with SIGTERM and waits for it; returns whether it exited with 0.
     pub fn stop(mut self) -> bool {
         // SAFETY: plain syscall on our child.
