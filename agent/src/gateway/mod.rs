@@ -211,8 +211,13 @@ async fn list(State(gw): State<Gateway>) -> Response {
             let instances: Vec<serde_json::Value> = f
                 .snapshot()
                 .into_iter()
-                .map(|(name, state, in_flight)| {
-                    serde_json::json!({ "name": name, "state": format!("{state:?}").to_lowercase(), "in_flight": in_flight })
+                .map(|(name, state, addr, in_flight)| {
+                    serde_json::json!({
+                        "name": name,
+                        "state": format!("{state:?}").to_lowercase(),
+                        "addr": addr.map(|a| a.to_string()),
+                        "in_flight": in_flight,
+                    })
                 })
                 .collect();
             serde_json::json!({ "name": f.spec.name, "version": f.spec.version, "instances": instances })

@@ -280,11 +280,11 @@ impl FunctionRuntime {
         self.pool().retire(seq);
     }
 
-    /// Instances by name with their state, for the API and tests.
-    pub fn snapshot(&self) -> Vec<(String, pool::SlotState, u32)> {
+    /// Instances with their state, address and invocations in flight, for the API.
+    pub fn snapshot(&self) -> Vec<(String, pool::SlotState, Option<SocketAddr>, u32)> {
         self.pool()
             .slots()
-            .map(|(_, s)| (s.name.clone(), s.state, s.in_flight))
+            .map(|(_, s)| (s.name.clone(), s.state, s.addr, s.in_flight))
             .collect()
     }
 
