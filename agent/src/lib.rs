@@ -7,6 +7,7 @@
 
 pub mod cgroup;
 pub mod config;
+pub mod link;
 pub mod metrics;
 pub mod runtime;
 pub mod store;

@@ -8,7 +8,10 @@
 //! drops it causes are one atomic sled batch, flushed before `push` returns.
 
 use std::{
-    sync::Mutex,
+    sync::{
+        Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
     time::{SystemTime, UNIX_EPOCH},
 };
 
@@ -62,6 +65,9 @@ pub struct Outbox {
     max_batches: u64,
     /// Serialises pushes and acks so that the pending count and counters stay exact.
     pending: Mutex<u64>,
+    /// Highest sequence known to be on disk: nothing above it is handed out for sending, so
+    /// a batch is never sent before it is durable.
+    durable: AtomicU64,
 }
 
 fn batch_key(sequence: u64) -> [u8; 9] {
@@ -100,10 +106,12 @@ impl Outbox {
         }
         let tree = db.open_tree(TREE)?;
         let pending = tree.scan_prefix([BATCH_PREFIX]).count() as u64;
+        let durable = read_u64(&tree, NEXT)?.saturating_sub(1);
         Ok(Self {
             tree,
             max_batches,
             pending: Mutex::new(pending),
+            durable: AtomicU64::new(durable),
         })
     }
 
@@ -152,6 +160,7 @@ impl Outbox {
             Pushed { sequence, dropped }
         };
         self.tree.flush_async().await?;
+        self.durable.fetch_max(pushed.sequence, Ordering::AcqRel);
         Ok(pushed)
     }
 

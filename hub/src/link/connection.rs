@@ -121,6 +121,7 @@ pub async fn handle(context: Arc<LinkContext>, incoming: quinn::Incoming, id: u6
     }
     drop(queue);
     let _ = writer.await;
+    tracing::info!(agent = %peer.name, "agent disconnected");
     context.release(&peer.name, id);
     if let Err(e) = context.registry.disconnect(&peer.name, id) {
         tracing::error!(error = %e, agent = %peer.name, "registry update at disconnect failed");

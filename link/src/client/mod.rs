@@ -133,7 +133,7 @@ pub async fn run_reporting(
 
     let connector = async {
         let mut backoff = Backoff::new(config.reconnect_initial, config.reconnect_max);
-        let mut rng = rand::rng();
+        let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::from_os_rng();
         while !shutdown.is_cancelled() {
             let session = session::Session {
                 config: &config,

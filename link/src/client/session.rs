@@ -12,7 +12,7 @@ use super::{AgentIdentity, LinkConfig, LinkStatus};
 use crate::{
     LINK_VERSIONS, close_code,
     codec::{FrameError, FrameReader, write_frame},
-    outbox::{Outbox, OutboxError},
+    outbox::{Outbox, OutboxError, OutboxStats},
 };
 
 /// Why a connection ended.
@@ -129,6 +129,25 @@ impl Session<'_> {
         result
     }
 
+    /// Sends a heartbeat carrying the outbox state.
+    async fn heartbeat(&self, send: &mut quinn::SendStream) -> Result<OutboxStats, SessionError> {
+        let stats = self.outbox.stats()?;
+        let beat = Heartbeat {
+            unix_ms: now_ms(),
+            outbox_pending: stats.pending,
+            outbox_dropped: stats.dropped,
+            outbox_lag_ms: stats.lag_ms,
+        };
+        write_frame(
+            send,
+            &Frame {
+                body: Some(Body::Heartbeat(beat)),
+            },
+        )
+        .await?;
+        Ok(stats)
+    }
+
     async fn exchange(
         &self,
         connection: &quinn::Connection,
@@ -173,17 +192,14 @@ impl Session<'_> {
                 }
             }
             tokio::select! {
-                _ = self.shutdown.cancelled() => return Ok(()),
+                _ = self.shutdown.cancelled() => {
+                    // Leave the hub an up-to-date picture of what is still owed.
+                    let _ = self.heartbeat(send).await;
+                    return Ok(());
+                }
                 _ = self.wake.notified(), if in_flight < self.config.max_in_flight => {}
                 _ = heartbeat.tick() => {
-                    let stats = self.outbox.stats()?;
-                    let beat = Heartbeat {
-                        unix_ms: now_ms(),
-                        outbox_pending: stats.pending,
-                        outbox_dropped: stats.dropped,
-                        outbox_lag_ms: stats.lag_ms,
-                    };
-                    write_frame(send, &Frame { body: Some(Body::Heartbeat(beat)) }).await?;
+                    let stats = self.heartbeat(send).await?;
                     let rtt_ms = connection.rtt().as_secs_f64() * 1e3;
                     self.status.send_modify(|s| { s.outbox = stats; s.rtt_ms = rtt_ms; });
                 }
