@@ -199,6 +199,15 @@ mod tests {
     }
 
     #[test]
+    fn the_example_file_states_the_defaults() {
+        let text = include_str!("../hub.example.toml");
+        assert_eq!(
+            HubConfig::parse(text, "hub.example.toml").unwrap(),
+            HubConfig::default()
+        );
+    }
+
+    #[test]
     fn durations_are_human_readable() {
         let config = HubConfig::parse("[link]\nheartbeat_interval = \"250ms\"\n", "x").unwrap();
         assert_eq!(config.link.heartbeat_interval, Duration::from_millis(250));

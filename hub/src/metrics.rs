@@ -75,12 +75,9 @@ impl HubMetrics {
             connections_refused: Family::default(),
             batches_accepted: Counter::default(),
             dedup_hits: Counter::default(),
-            ack_latency: Histogram::new(
-                [
-                    0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0,
-                ]
-                .into_iter(),
-            ),
+            ack_latency: Histogram::new([
+                0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0,
+            ]),
             outbox_pending: Family::default(),
             outbox_dropped: Family::default(),
             outbox_lag: Family::default(),

@@ -87,4 +87,41 @@ fn telemetry_arrives_exactly_once_across_a_hub_restart_and_an_agent_kill() {
         assert_eq!(function["agents"], 3);
     }
     assert!(hub.log().contains("agent connected"));
+
+    // `--watch -o json` starts with the current state of every agent, one line each.
+    let mut watch = hub
+        .ctl(&pki, "operator")
+        .args(["agents", "--watch", "-o", "json"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = watch.stdout.take().unwrap();
+    let (lines_tx, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if lines_tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut watched = std::collections::BTreeMap::new();
+    while watched.len() < 3 {
+        let line = lines
+            .recv_timeout(Duration::from_secs(20))
+            .expect("synapsectl --watch prints every agent");
+        let agent: serde_json::Value = serde_json::from_str(&line).unwrap();
+        watched.insert(
+            agent["agent_id"].as_str().unwrap().to_owned(),
+            agent["tier"].clone(),
+        );
+    }
+    watch.kill().unwrap();
+    watch.wait().unwrap();
+    assert_eq!(watched["edge-1"], "edge");
+    assert_eq!(watched["regional-1"], "regional");
+    assert_eq!(watched["cloud-1"], "cloud");
 }
