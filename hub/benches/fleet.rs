@@ -64,6 +64,7 @@ struct HubProcess {
 
 impl HubProcess {
     fn start(root: &Path, link: u16) -> Self {
+        let metrics = free_port_tcp();
         let config = root.join("hub.toml");
         let pki = root.join("pki");
         let text = format!(
@@ -74,7 +75,7 @@ impl HubProcess {
             pki.join("synapse-hub.pem"),
             pki.join("synapse-hub.key"),
             free_port_tcp(),
-            free_port_tcp(),
+            metrics,
         );
         std::fs::write(&config, text).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_synapse-hub"))
@@ -85,22 +86,19 @@ impl HubProcess {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("synapse-hub starts");
+        // Ready once its metrics endpoint accepts connections (it binds the link first).
+        for _ in 0..200 {
+            if std::net::TcpStream::connect(("127.0.0.1", metrics)).is_ok() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
         Self { child }
     }
 
     /// User + system CPU time in seconds.
     fn cpu_seconds(&self) -> f64 {
-        let stat =
-            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
-        let after_name = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
-        let fields: Vec<&str> = after_name.split_whitespace().collect();
-        let ticks: f64 = [11, 12]
-            .iter()
-            .filter_map(|i| fields.get(*i)?.parse::<f64>().ok())
-            .sum();
-        // SAFETY: sysconf has no preconditions.
-        let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-        ticks / per_second
+        cpu_seconds_of(&self.child.id().to_string())
     }
 
     fn rss_mib(&self) -> f64 {
@@ -113,6 +111,20 @@ impl HubProcess {
             .map(|kb| kb / 1024.0)
             .unwrap_or(0.0)
     }
+}
+
+/// User + system CPU time of a process (`self` for this one), in seconds.
+fn cpu_seconds_of(pid: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after_name = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let ticks: f64 = [11, 12]
+        .iter()
+        .filter_map(|i| fields.get(*i)?.parse::<f64>().ok())
+        .sum();
+    // SAFETY: sysconf has no preconditions.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    ticks / per_second
 }
 
 impl Drop for HubProcess {
@@ -164,10 +176,13 @@ async fn agent(
     let run = async {
         let connection = endpoint
             .connect_with(config, hub, "synapse-hub")
-            .ok()?
+            .map_err(|e| format!("connect: {e}"))?
             .await
-            .ok()?;
-        let (mut send, recv) = connection.open_bi().await.ok()?;
+            .map_err(|e| format!("handshake: {e}"))?;
+        let (mut send, recv) = connection
+            .open_bi()
+            .await
+            .map_err(|e| format!("stream: {e}"))?;
         let hello = Hello {
             agent_id: id,
             tier: Tier::Edge as i32,
@@ -181,9 +196,9 @@ async fn agent(
             },
         )
         .await
-        .ok()?;
+        .map_err(|e| format!("hello: {e}"))?;
         let mut reader = FrameReader::new(recv, 1 << 20);
-        reader.next().await.ok()??;
+        reader.next().await.map_err(|e| format!("welcome: {e}"))?;
         let phase = Duration::from_millis(rand::random_range(0..1000));
         let mut tick =
             tokio::time::interval_at(tokio::time::Instant::now() + phase, Duration::from_secs(1));
@@ -197,9 +212,9 @@ async fn agent(
                 },
             )
             .await
-            .ok()?;
+            .map_err(|e| format!("telemetry: {e}"))?;
             loop {
-                let frame = reader.next().await.ok()?;
+                let frame = reader.next().await.map_err(|e| format!("ack: {e}"))?;
                 if matches!(frame, Some(Frame { body: Some(Body::Ack(ref ack)) }) if ack.sequence == sequence)
                 {
                     break;
@@ -210,12 +225,14 @@ async fn agent(
                 samples.push(latency);
             }
         }
-        Some(())
+        Ok::<(), String>(())
     };
     tokio::select! {
         _ = stop.cancelled() => {}
-        _ = run => {
-            LOST.fetch_add(1, Ordering::Relaxed);
+        outcome = run => {
+            if LOST.fetch_add(1, Ordering::Relaxed) == 0 {
+                eprintln!("first simulated agent lost: {outcome:?}");
+            }
         }
     }
 }
@@ -231,6 +248,7 @@ struct Figures {
     agents: usize,
     acks: usize,
     cpu_percent: f64,
+    client_cpu_percent: f64,
     rss_mib: f64,
     p50_ms: f64,
     p99_ms: f64,
@@ -244,14 +262,17 @@ async fn measure(
 ) -> Figures {
     *latencies.lock().unwrap() = Some(Vec::new());
     let cpu_before = hub.cpu_seconds();
+    let clients_before = cpu_seconds_of("self");
     tokio::time::sleep(window).await;
     let cpu = hub.cpu_seconds() - cpu_before;
+    let clients = cpu_seconds_of("self") - clients_before;
     let mut samples = latencies.lock().unwrap().take().unwrap_or_default();
     samples.sort_by(f64::total_cmp);
     Figures {
         agents,
         acks: samples.len(),
         cpu_percent: 100.0 * cpu / window.as_secs_f64(),
+        client_cpu_percent: 100.0 * clients / window.as_secs_f64(),
         rss_mib: hub.rss_mib(),
         p50_ms: percentile(&samples, 0.5) * 1e3,
         p99_ms: percentile(&samples, 0.99) * 1e3,
@@ -260,11 +281,12 @@ async fn measure(
 
 fn print(figures: &Figures, window: Duration) {
     println!(
-        "{:>6} agents ({} lost)  {:>7.0} acks/s  hub CPU {:>5.1}%  hub RSS {:>6.1} MiB  ack p50 {:>6.2} ms  p99 {:>7.2} ms",
+        "{:>6} agents ({} lost)  {:>7.0} acks/s  hub CPU {:>5.1}%  clients CPU {:>5.1}%  hub RSS {:>6.1} MiB  ack p50 {:>6.2} ms  p99 {:>7.2} ms",
         figures.agents,
         LOST.load(Ordering::Relaxed),
         figures.acks as f64 / window.as_secs_f64(),
         figures.cpu_percent,
+        figures.client_cpu_percent,
         figures.rss_mib,
         figures.p50_ms,
         figures.p99_ms
@@ -298,7 +320,6 @@ async fn main() {
         .collect();
     let latencies: Latencies = Arc::new(Mutex::new(None));
     let stop = CancellationToken::new();
-    tokio::time::sleep(Duration::from_millis(500)).await;
 
     println!(
         "fleet benchmark: 1 batch/s per agent, ack after persist; {} s windows",

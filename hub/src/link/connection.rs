@@ -263,10 +263,12 @@ impl Session<'_> {
             match body {
                 Body::Telemetry(batch) => {
                     let received = Instant::now();
-                    let applied = context
-                        .registry
-                        .apply(self.agent, hello.tier, &batch)
-                        .map_err(store_failed)?;
+                    // The store may block (a flush in progress); let the runtime move other
+                    // connections off this worker meanwhile.
+                    let applied = tokio::task::block_in_place(|| {
+                        context.registry.apply(self.agent, hello.tier, &batch)
+                    })
+                    .map_err(store_failed)?;
                     match applied {
                         Applied::Accepted => context.metrics.batches_accepted.inc(),
                         Applied::Duplicate => context.metrics.dedup_hits.inc(),
