@@ -82,7 +82,7 @@ impl HubProcess {
             .arg("--config")
             .arg(&config)
             .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
+            .stdout(std::fs::File::create(root.join("hub.log")).expect("hub log file"))
             .stderr(Stdio::inherit())
             .spawn()
             .expect("synapse-hub starts");
@@ -198,7 +198,7 @@ async fn agent(
         .await
         .map_err(|e| format!("hello: {e}"))?;
         let mut reader = FrameReader::new(recv, 1 << 20);
-        reader.next().await.map_err(|e| format!("welcome: {e}"))?;
+        reader.next().await.map_err(|e| format!("welcome: {e:?}"))?;
         let phase = Duration::from_millis(rand::random_range(0..1000));
         let mut tick =
             tokio::time::interval_at(tokio::time::Instant::now() + phase, Duration::from_secs(1));
@@ -374,4 +374,10 @@ async fn main() {
         None => println!("no measured fleet kept p99 ack < 50 ms"),
     }
     stop.cancel();
+    let log = std::fs::read_to_string(root.path().join("hub.log")).unwrap_or_default();
+    let warnings: Vec<&str> = log.lines().filter(|l| l.contains("WARN")).collect();
+    println!("hub warnings: {}", warnings.len());
+    for line in warnings.iter().take(3) {
+        println!("  {line}");
+    }
 }

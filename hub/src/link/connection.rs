@@ -78,10 +78,19 @@ pub async fn handle(context: Arc<LinkContext>, incoming: quinn::Incoming, id: u6
         }
     };
     let streams = tokio::time::timeout(context.handshake_timeout, connection.accept_bi()).await;
-    let Ok(Ok((send, recv))) = streams else {
-        context.refused_connection("handshake");
-        connection.close(close_code::PROTOCOL.into(), b"no stream");
-        return;
+    let (send, recv) = match streams {
+        Ok(Ok(streams)) => streams,
+        outcome => {
+            let cause = match outcome {
+                Err(_) => "no stream opened in time".to_owned(),
+                Ok(Err(e)) => e.to_string(),
+                Ok(Ok(_)) => unreachable!("handled above"),
+            };
+            context.refused_connection("handshake");
+            tracing::warn!(agent = %peer.name, cause, "link connection without a stream");
+            connection.close(close_code::PROTOCOL.into(), b"no stream");
+            return;
+        }
     };
     let (queue, outgoing) = mpsc::channel(1024);
     let writer = tokio::spawn(writer::run(
