@@ -354,7 +354,7 @@ async fn main() {
                 stop.clone(),
             ));
             if i % 50 == 49 {
-                tokio::time::sleep(Duration::from_millis(20)).await;
+                tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
         fleet = target;
