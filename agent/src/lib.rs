@@ -10,6 +10,7 @@ pub mod cgroup;
 pub mod config;
 pub mod forecast;
 pub mod gateway;
+pub mod link;
 pub mod metrics;
 pub mod policy;
 pub mod replay;

@@ -1,11 +1,131 @@
-//! `synapse-hub`: the fleet's hub daemon.
+//! `synapse-hub`: the fleet's hub daemon. Opens its sled store, then serves the QUIC link to
+//! agents, the gRPC console to operators and Prometheus metrics, until SIGTERM or SIGINT.
 
+use std::{path::PathBuf, sync::Arc};
+
+use anyhow::Context;
 use clap::Parser;
+use synapse_hub::{
+    config::HubConfig,
+    console::{self, ConsoleTls},
+    link::{self, LinkContext},
+    metrics::{self, HubMetrics},
+    registry::{Durability, Registry},
+};
+use synapse_link::tls::{self, TlsFiles};
+use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
 #[command(name = "synapse-hub", version, about = "SynapseStream hub")]
-struct Cli {}
+struct Cli {
+    /// Configuration file (TOML).
+    #[arg(
+        short,
+        long,
+        env = "SYNAPSE_HUB_CONFIG",
+        default_value = "/etc/synapse/hub.toml"
+    )]
+    config: PathBuf,
+    /// Check the configuration and exit.
+    #[arg(long)]
+    check: bool,
+}
 
-fn main() {
-    let _ = Cli::parse();
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+        .init();
+    let cli = Cli::parse();
+    let config = HubConfig::load(&cli.config)?;
+    if cli.check {
+        println!("{}: ok", cli.config.display());
+        return Ok(());
+    }
+    tokio::runtime::Runtime::new()
+        .context("cannot start the async runtime")?
+        .block_on(run(config))
+}
+
+async fn run(config: HubConfig) -> anyhow::Result<()> {
+    let db = sled::open(&config.data_dir)
+        .with_context(|| format!("cannot open the store in {}", config.data_dir.display()))?;
+    let registry =
+        Registry::open(&db, config.link.heartbeat_interval).context("cannot open the registry")?;
+    let durability = Durability::start(db.clone());
+    let metrics = HubMetrics::new();
+    let shutdown = CancellationToken::new();
+
+    let files = TlsFiles {
+        ca: &config.tls.ca,
+        cert: &config.tls.cert,
+        key: &config.tls.key,
+    };
+    let server = tls::server_config(&files, config.link.idle_timeout).context("link TLS")?;
+    let endpoint = quinn::Endpoint::server(server, config.link.listen)
+        .with_context(|| format!("cannot listen for the link on udp {}", config.link.listen))?;
+    let console_listener = tokio::net::TcpListener::bind(config.console.listen)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen for the console on tcp {}",
+                config.console.listen
+            )
+        })?;
+    let metrics_listener = tokio::net::TcpListener::bind(config.metrics.listen)
+        .await
+        .with_context(|| format!("cannot listen for metrics on tcp {}", config.metrics.listen))?;
+    tracing::info!(
+        hub = %config.hub_id,
+        link = %endpoint.local_addr().context("link address")?,
+        console = %console::describe(console_listener.local_addr()?),
+        metrics = %metrics::describe(metrics_listener.local_addr()?),
+        store = %config.data_dir.display(),
+        "hub serving"
+    );
+
+    let context = Arc::new(LinkContext::new(
+        config.hub_id.clone(),
+        registry.clone(),
+        durability,
+        metrics.clone(),
+        config.link.max_frame_bytes,
+        config.link.handshake_timeout,
+    ));
+    let link_task = tokio::spawn(link::serve(endpoint, context, shutdown.clone()));
+    let console_task = tokio::spawn({
+        let (registry, shutdown, tls) = (registry.clone(), shutdown.clone(), config.tls.clone());
+        async move {
+            let files = ConsoleTls {
+                ca: &tls.ca,
+                cert: &tls.cert,
+                key: &tls.key,
+            };
+            console::serve(console_listener, files, registry, shutdown).await
+        }
+    });
+    let metrics_task = tokio::spawn(metrics::serve(metrics_listener, metrics, shutdown.clone()));
+
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("cannot watch SIGTERM")?;
+    tokio::select! {
+        _ = terminate.recv() => tracing::info!("SIGTERM: shutting down"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
+    }
+    shutdown.cancel();
+    link_task.await.context("link task")?;
+    console_task
+        .await
+        .context("console task")?
+        .context("console")?;
+    metrics_task
+        .await
+        .context("metrics task")?
+        .context("metrics")?;
+    db.flush_async().await.context("final store flush")?;
+    tracing::info!("hub stopped");
+    Ok(())
 }

@@ -1,0 +1,85 @@
+//! `synapsectl certs init|issue`.
+
+use std::{net::IpAddr, path::PathBuf};
+
+use anyhow::Context;
+use clap::{Subcommand, ValueEnum};
+use synapse_hub::certs::{self, IssueRequest};
+use synapse_link::identity::Role;
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum RoleArg {
+    Hub,
+    Agent,
+    Operator,
+}
+
+#[derive(Subcommand)]
+pub enum CertsCommand {
+    /// Create a CA (ca.pem, ca.key with mode 0600) in DIR.
+    Init { dir: PathBuf },
+    /// Issue a certificate signed by the CA, as NAME.pem and NAME.key (mode 0600).
+    Issue {
+        #[arg(long, value_enum)]
+        role: RoleArg,
+        /// Identity: the agent id, the hub's DNS name, or the operator's name.
+        #[arg(long)]
+        name: String,
+        /// Directory holding ca.pem and ca.key.
+        #[arg(long, default_value = ".")]
+        ca_dir: PathBuf,
+        /// Where to write the certificate and key (default: the CA directory).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Extra DNS name of a hub certificate (repeatable).
+        #[arg(long)]
+        dns: Vec<String>,
+        /// Extra IP address of a hub certificate (repeatable).
+        #[arg(long)]
+        ip: Vec<IpAddr>,
+    },
+}
+
+pub fn run(command: CertsCommand) -> anyhow::Result<()> {
+    match command {
+        CertsCommand::Init { dir } => {
+            let ca = certs::init(&dir)
+                .with_context(|| format!("cannot create a CA in {}", dir.display()))?;
+            println!(
+                "CA certificate: {}\nCA key:         {}",
+                ca.cert.display(),
+                ca.key.display()
+            );
+        }
+        CertsCommand::Issue {
+            role,
+            name,
+            ca_dir,
+            out,
+            dns,
+            ip,
+        } => {
+            let role = match role {
+                RoleArg::Hub => Role::Hub,
+                RoleArg::Agent => Role::Agent,
+                RoleArg::Operator => Role::Operator,
+            };
+            let out = out.unwrap_or_else(|| ca_dir.clone());
+            let request = IssueRequest {
+                role,
+                name: name.clone(),
+                dns,
+                ips: ip,
+            };
+            let issued = certs::issue(&ca_dir, &out, &request).with_context(|| {
+                format!("cannot issue a {} certificate for {name}", role.as_str())
+            })?;
+            println!(
+                "certificate: {}\nkey:         {}",
+                issued.cert.display(),
+                issued.key.display()
+            );
+        }
+    }
+    Ok(())
+}

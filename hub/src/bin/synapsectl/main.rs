@@ -1,0 +1,83 @@
+//! `synapsectl`: the operators' command line. `certs` manages the fleet's CA and
+//! certificates offline; `agents`, `agent`, `functions` and `stats` read the hub's console
+//! over gRPC with an operator certificate, as tables or `-o json`, once or `--watch`.
+
+mod certs;
+mod console;
+mod render;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Parser)]
+#[command(name = "synapsectl", version, about = "Drive a SynapseStream hub")]
+struct Cli {
+    #[command(flatten)]
+    connection: console::Connection,
+    /// Output format.
+    #[arg(short, long, value_enum, default_value_t = Output::Table, global = true)]
+    output: Output,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Table,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create the fleet CA or issue certificates.
+    Certs {
+        #[command(subcommand)]
+        command: certs::CertsCommand,
+    },
+    /// List the agents of the fleet.
+    Agents {
+        /// Keep printing as agents change.
+        #[arg(long)]
+        watch: bool,
+    },
+    /// Show one agent.
+    Agent { agent_id: String },
+    /// List the functions the fleet reported, with fleet-wide totals.
+    Functions {
+        /// Keep printing as functions change.
+        #[arg(long)]
+        watch: bool,
+    },
+    /// Show one function per tier and per agent, with its cold-start histogram.
+    Stats {
+        function: String,
+        /// Keep printing as the function changes.
+        #[arg(long)]
+        watch: bool,
+    },
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Certs { command } => certs::run(command),
+        command => tokio::runtime::Runtime::new()
+            .map_err(anyhow::Error::from)
+            .and_then(|runtime| {
+                runtime.block_on(console::run(&cli.connection, cli.output, command))
+            }),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("synapsectl: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// Default place of the operator's TLS material.
+fn tls_dir() -> PathBuf {
+    PathBuf::from("/etc/synapse/tls")
+}

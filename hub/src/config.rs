@@ -1,0 +1,215 @@
+//! The hub's configuration file (TOML). Every field has a default, stated here and in the
+//! README; unknown fields are refused, and a bad file is reported with its path, line and
+//! column.
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use serde::Deserialize;
+
+/// Why the configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}:{column}: {message}")]
+    Invalid {
+        path: String,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct HubConfig {
+    /// Name of this hub, sent to agents in the welcome. Default `synapse-hub`.
+    pub hub_id: String,
+    /// Directory of the hub's sled store. Default `/var/lib/synapse-hub`.
+    pub data_dir: PathBuf,
+    pub tls: TlsConfig,
+    pub link: LinkConfig,
+    pub console: ConsoleConfig,
+    pub metrics: MetricsConfig,
+}
+
+/// Certificates of the hub; the same CA signs agents' and operators' certificates.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// Default `/etc/synapse/tls/ca.pem`.
+    pub ca: PathBuf,
+    /// Default `/etc/synapse/tls/synapse-hub.pem`.
+    pub cert: PathBuf,
+    /// Default `/etc/synapse/tls/synapse-hub.key`.
+    pub key: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LinkConfig {
+    /// UDP address of the QUIC link. Default `0.0.0.0:7443`.
+    pub listen: SocketAddr,
+    /// Largest frame accepted from an agent, in bytes. Default 1048576.
+    pub max_frame_bytes: usize,
+    /// Time an agent has to complete the handshake and send its hello. Default `5s`.
+    #[serde(with = "humantime_serde")]
+    pub handshake_timeout: Duration,
+    /// A connection silent this long is closed. Default `30s`.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// Heartbeat interval the agents use; an agent silent for three of them is `stale`.
+    /// Default `5s`.
+    #[serde(with = "humantime_serde")]
+    pub heartbeat_interval: Duration,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConsoleConfig {
+    /// TCP address of the gRPC console (TLS, operator certificates). Default `127.0.0.1:7444`.
+    pub listen: SocketAddr,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// TCP address of the Prometheus endpoint (`/metrics`). Default `127.0.0.1:9465`.
+    pub listen: SocketAddr,
+}
+
+impl Default for HubConfig {
+    fn default() -> Self {
+        Self {
+            hub_id: "synapse-hub".into(),
+            data_dir: "/var/lib/synapse-hub".into(),
+            tls: TlsConfig::default(),
+            link: LinkConfig::default(),
+            console: ConsoleConfig::default(),
+            metrics: MetricsConfig::default(),
+        }
+    }
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        Self {
+            ca: "/etc/synapse/tls/ca.pem".into(),
+            cert: "/etc/synapse/tls/synapse-hub.pem".into(),
+            key: "/etc/synapse/tls/synapse-hub.key".into(),
+        }
+    }
+}
+
+impl Default for LinkConfig {
+    fn default() -> Self {
+        Self {
+            listen: ([0, 0, 0, 0], 7443).into(),
+            max_frame_bytes: synapse_link::codec::DEFAULT_MAX_FRAME_BYTES,
+            handshake_timeout: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(30),
+            heartbeat_interval: Duration::from_secs(5),
+        }
+    }
+}
+
+impl Default for ConsoleConfig {
+    fn default() -> Self {
+        Self {
+            listen: ([127, 0, 0, 1], 7444).into(),
+        }
+    }
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self {
+            listen: ([127, 0, 0, 1], 9465).into(),
+        }
+    }
+}
+
+impl HubConfig {
+    /// Reads and checks a configuration file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::parse(&text, &path.display().to_string())
+    }
+
+    /// Parses configuration text; `origin` names it in errors.
+    pub fn parse(text: &str, origin: &str) -> Result<Self, ConfigError> {
+        toml::from_str(text).map_err(|e| {
+            let offset = e.span().map(|span| span.start).unwrap_or(0);
+            let before = &text[..offset.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let column = before.len() - before.rfind('\n').map(|i| i + 1).unwrap_or(0) + 1;
+            ConfigError::Invalid {
+                path: origin.to_owned(),
+                line,
+                column,
+                message: e.message().to_owned(),
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_empty_file_gives_the_documented_defaults() {
+        let config = HubConfig::parse("", "hub.toml").unwrap();
+        assert_eq!(config, HubConfig::default());
+        assert_eq!(config.link.listen.port(), 7443);
+        assert_eq!(config.console.listen.port(), 7444);
+        assert_eq!(config.metrics.listen.port(), 9465);
+    }
+
+    #[test]
+    fn an_unknown_field_is_reported_with_file_and_line() {
+        let text = "hub_id = \"h\"\n\n[link]\nmax_frame_byte = 10\n";
+        let err = HubConfig::parse(text, "/etc/synapse/hub.toml").unwrap_err();
+        let message = err.to_string();
+        assert!(
+            message.starts_with("/etc/synapse/hub.toml:4:1: "),
+            "{message}"
+        );
+        assert!(
+            message.contains("unknown field `max_frame_byte`"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn a_wrong_type_is_reported_at_its_line() {
+        let text = "[console]\nlisten = 7444\n";
+        let message = HubConfig::parse(text, "hub.toml").unwrap_err().to_string();
+        assert!(message.starts_with("hub.toml:2:"), "{message}");
+    }
+
+    #[test]
+    fn the_example_file_states_the_defaults() {
+        let text = include_str!("../hub.example.toml");
+        assert_eq!(
+            HubConfig::parse(text, "hub.example.toml").unwrap(),
+            HubConfig::default()
+        );
+    }
+
+    #[test]
+    fn durations_are_human_readable() {
+        let config = HubConfig::parse("[link]\nheartbeat_interval = \"250ms\"\n", "x").unwrap();
+        assert_eq!(config.link.heartbeat_interval, Duration::from_millis(250));
+    }
+}

@@ -1,0 +1,97 @@
+//! What the registry keeps in sled, one JSON value per key:
+//! - `agents`: agent id → [`AgentRecord`] (who it is and what it last reported);
+//! - `agent_totals`: agent id → [`AgentTotals`] (accepted telemetry, the dedup watermark);
+//! - `function_shares`: `FUNCTION \0 AGENT` → [`FunctionShare`] (one agent's totals of a
+//!   function).
+//!
+//! `agent_totals` and `function_shares` change together, in one transaction per batch.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use synapse_proto::link::v1::FunctionInterval;
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AgentRecord {
+    pub id: String,
+    pub tier: i32,
+    pub labels: BTreeMap<String, String>,
+    pub version: String,
+    pub cpus: u32,
+    pub memory_bytes: u64,
+    pub link_version: u32,
+    pub last_seen_unix_ms: i64,
+    pub rtt_ms: f64,
+    pub outbox_pending: u64,
+    pub outbox_dropped: u64,
+    pub outbox_lag_ms: u64,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentTotals {
+    pub batches: u64,
+    pub invocations: u64,
+    /// Highest sequence persisted. An agent sends in sequence order on its one stream and
+    /// re-sends from its oldest unacknowledged batch, so any sequence at or below this one
+    /// is already held.
+    pub last_sequence: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct FunctionShare {
+    pub tier: i32,
+    pub invocations: u64,
+    pub cold_starts: u64,
+    pub instance_exits: u64,
+    pub cold_start_sum_s: f64,
+    pub idle_instance_s: f64,
+    pub cold_start_bounds_s: Vec<f64>,
+    pub cold_start_counts: Vec<u64>,
+    pub last_interval_unix_ms: i64,
+}
+
+impl FunctionShare {
+    /// Adds one interval. A histogram whose bounds differ from the kept ones replaces them
+    /// (an agent changed its buckets); counts are only added under equal bounds.
+    pub fn add(&mut self, interval: &FunctionInterval) {
+        self.invocations = self.invocations.saturating_add(interval.invocations);
+        self.cold_starts = self.cold_starts.saturating_add(interval.cold_starts);
+        self.instance_exits = self.instance_exits.saturating_add(interval.instance_exits);
+        if interval.cold_start_sum_s.is_finite() {
+            self.cold_start_sum_s += interval.cold_start_sum_s;
+        }
+        if interval.idle_instance_s.is_finite() {
+            self.idle_instance_s += interval.idle_instance_s;
+        }
+        self.last_interval_unix_ms = self.last_interval_unix_ms.max(interval.start_unix_ms);
+        let bounds = &interval.cold_start_bounds_s;
+        let counts = &interval.cold_start_counts;
+        if bounds.is_empty() || bounds.len() != counts.len() {
+            return;
+        }
+        if self.cold_start_bounds_s != *bounds {
+            self.cold_start_bounds_s = bounds.clone();
+            self.cold_start_counts = vec![0; bounds.len()];
+        }
+        for (kept, added) in self.cold_start_counts.iter_mut().zip(counts) {
+            *kept = kept.saturating_add(*added);
+        }
+    }
+}
+
+/// Key of one agent's share of a function.
+pub fn share_key(function: &str, agent: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(function.len() + agent.len() + 1);
+    key.extend_from_slice(function.as_bytes());
+    key.push(0);
+    key.extend_from_slice(agent.as_bytes());
+    key
+}
+
+/// Splits a share key into function and agent.
+pub fn split_share_key(key: &[u8]) -> Option<(String, String)> {
+    let at = key.iter().position(|b| *b == 0)?;
+    let function = std::str::from_utf8(&key[..at]).ok()?;
+    let agent = std::str::from_utf8(&key[at + 1..]).ok()?;
+    Some((function.to_owned(), agent.to_owned()))
+}
