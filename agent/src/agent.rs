@@ -12,17 +12,20 @@ use tokio::{
     sync::{mpsc, watch},
     task::JoinSet,
 };
+use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::{
     cgroup::CgroupLayout,
-    config::AgentConfig,
+    config::{AgentConfig, Tier},
     metrics::Metrics,
     runtime::{Runtime, RuntimeEnv, readiness::Readiness},
     store::Store,
     telemetry::{collector::Collector, ebpf::KernelProbes, tracker::Tracker},
 };
 
+/// Interval sets waiting for the link (they are durable once the link takes them).
+const LINK_QUEUE: usize = 1024;
 /// Invocation records the telemetry loop may lag behind by.
 const RECORDS_QUEUE: usize = 65_536;
 
@@ -104,6 +107,35 @@ pub async fn run(config: AgentConfig) -> Result<()> {
         records_tx,
         stop_rx.clone(),
     ));
+    let sink = config.link.clone().map(|link_config| {
+        let (tx, rx) = mpsc::channel(LINK_QUEUE);
+        let identity = crate::link::AgentIdentity {
+            id: agent_id.clone(),
+            tier: match config.agent.tier {
+                Tier::Edge => crate::link::Tier::Edge,
+                Tier::Regional => crate::link::Tier::Regional,
+                Tier::Cloud => crate::link::Tier::Cloud,
+            },
+            labels: config.agent.labels.clone(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            capacity: crate::link::host_capacity(),
+        };
+        let cancel = CancellationToken::new();
+        let mut stop = stop_rx.clone();
+        let on_stop = cancel.clone();
+        tokio::spawn(async move {
+            crate::shutdown::stopped(&mut stop).await;
+            on_stop.cancel();
+        });
+        info!(hub = %link_config.hub, "linking to the hub");
+        let db = store.db().clone();
+        tasks.spawn(async move {
+            crate::link::run(link_config, identity, db, rx, cancel)
+                .await
+                .context("link to the hub")
+        });
+        tx
+    });
     let collector = Collector {
         probes,
         tracker,
@@ -111,7 +143,7 @@ pub async fn run(config: AgentConfig) -> Result<()> {
         store,
         interval: config.telemetry.interval,
         print: config.telemetry.print,
-        sink: None,
+        sink,
         readiness,
         records: records_rx,
         first_watched_id: first_watch_id as u32,

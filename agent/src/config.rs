@@ -16,6 +16,8 @@ pub struct AgentConfig {
     pub store: StoreConfig,
     pub cgroup: CgroupConfig,
     pub gateway: GatewayConfig,
+    /// The link to the hub; without a `[link]` table the agent runs alone.
+    pub link: Option<crate::link::LinkConfig>,
     /// Functions the agent runs, each behind the gateway with its warm pool.
     pub functions: Vec<FunctionSpec>,
     /// Cgroups started by other runtimes that the agent watches as functions.
@@ -39,6 +41,8 @@ pub struct AgentSection {
     pub tier: Tier,
     /// Where the agent keeps its state (sled store). Default `/var/lib/synapse-agent`.
     pub state_dir: PathBuf,
+    /// Labels told to the hub (region, zone, ...). Default none.
+    pub labels: BTreeMap<String, String>,
 }
 
 impl Default for AgentSection {
@@ -47,6 +51,7 @@ impl Default for AgentSection {
             id: String::new(),
             tier: Tier::Edge,
             state_dir: PathBuf::from("/var/lib/synapse-agent"),
+            labels: BTreeMap::new(),
         }
     }
 }

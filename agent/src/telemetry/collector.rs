@@ -35,8 +35,8 @@ pub struct Collector {
     pub store: Arc<Store>,
     pub interval: Duration,
     pub print: bool,
-    /// Closed intervals also go here (for the link to the hub), when set.
-    pub sink: Option<mpsc::Sender<Vec<FunctionInterval>>>,
+    /// Closed intervals also go here (the link to the hub), when set.
+    pub sink: Option<mpsc::Sender<Vec<crate::link::FunctionInterval>>>,
     /// Told when the kernel sees an instance listen.
     pub readiness: Readiness,
     /// Invocations served by the gateway.
@@ -287,7 +287,9 @@ impl Collector {
             print_table(clocks.interval_start_ms, length, &intervals);
         }
         if let Some(sink) = &self.sink
-            && sink.try_send(intervals).is_err()
+            && sink
+                .try_send(intervals.iter().map(FunctionInterval::to_wire).collect())
+                .is_err()
         {
             warn!("telemetry sink is full or closed; interval kept in the store only");
         }

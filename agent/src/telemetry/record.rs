@@ -66,6 +66,24 @@ impl FunctionInterval {
     }
 }
 
+impl FunctionInterval {
+    /// The interval as it travels to the hub.
+    pub fn to_wire(&self) -> crate::link::FunctionInterval {
+        crate::link::FunctionInterval {
+            function: self.function.clone(),
+            start_unix_ms: self.start_unix_ms,
+            interval_ms: u32::try_from(self.interval_ms).unwrap_or(u32::MAX),
+            invocations: self.invocations,
+            cold_starts: self.cold_starts,
+            instance_exits: self.instance_exits,
+            cold_start_bounds_s: super::histogram::LATENCY_BOUNDS_S.to_vec(),
+            cold_start_counts: self.cold_start.counts.clone(),
+            cold_start_sum_s: self.cold_start.sum_s,
+            idle_instance_s: self.idle_instance_s,
+        }
+    }
+}
+
 /// Host resources at the end of an interval, read with sysinfo.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct HostSample {
