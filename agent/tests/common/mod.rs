@@ -55,9 +55,14 @@ pub struct Agent {
 impl Agent {
     /// Starts the agent with `functions` (TOML `[[functions]]` blocks) in a fresh state dir.
     pub fn start(dir: &Path, metrics: u16, subtree: &str, functions: &str) -> Self {
+        Self::start_with(dir, metrics, subtree, "test", "edge", functions)
+    }
+
+    /// Starts the agent with its id and tier; `functions` is appended to the configuration.
+    pub fn start_with(dir: &Path, metrics: u16, subtree: &str, id: &str, tier: &str, functions: &str) -> Self {
         let gateway = free_ports(1);
         let config = format!(
-            "[agent]\nid = \"test\"\nstate_dir = \"{}\"\n\n[telemetry]\ninterval = \"1s\"\n\n\
+            "[agent]\nid = \"{id}\"\ntier = \"{tier}\"\nstate_dir = \"{}\"\n\n[telemetry]\ninterval = \"1s\"\n\n\
              [metrics]\nlisten = \"127.0.0.1:{metrics}\"\n\n[gateway]\nlisten = \"127.0.0.1:{gateway}\"\n\n\
              [cgroup]\nsubtree = \"{subtree}\"\n\n{functions}",
             dir.join("state").display()
