@@ -21,8 +21,7 @@ fn main() -> Result<()> {
         .find(|a| !a.starts_with('-'))
         .map(PathBuf::from)
         .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                .join("../../shared/traces/azure2019-500fn-8h")
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/traces/azure2019-500fn-8h")
         });
     let trace = replay::load_trace(&dir, 128.0)?;
     let config = PolicyConfig::default();

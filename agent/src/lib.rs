@@ -7,11 +7,11 @@
 
 pub mod cgroup;
 pub mod config;
+pub mod forecast;
 pub mod metrics;
+pub mod policy;
+pub mod replay;
 pub mod runtime;
 pub mod store;
 pub mod telemetry;
 pub mod trace;
-pub mod forecast;
-pub mod policy;
-pub mod replay;

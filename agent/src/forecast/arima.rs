@@ -81,8 +81,8 @@ impl Arima {
         let lambda = self.config.forgetting.clamp(0.5, 1.0);
         let denom = lambda + x.iter().zip(&px).map(|(a, b)| a * b).sum::<f64>();
         let error = z - self.predict(&self.lags);
-        for i in 0..n {
-            self.theta[i] += px[i] / denom * error;
+        for (t, p) in self.theta.iter_mut().zip(&px) {
+            *t += p / denom * error;
         }
         for i in 0..n {
             for j in 0..n {
@@ -166,7 +166,10 @@ mod tests {
     #[test]
     fn learns_an_alternating_series() {
         let mut f = Arima::new(ArimaConfig::default());
-        feed(&mut f, (0..400).map(|i| if i % 2 == 0 { 10.0 } else { 2.0 }));
+        feed(
+            &mut f,
+            (0..400).map(|i| if i % 2 == 0 { 10.0 } else { 2.0 }),
+        );
         let next = f.forecast(2);
         assert!((next[0] - 10.0).abs() < 0.5, "{next:?}");
         assert!((next[1] - 2.0).abs() < 0.5, "{next:?}");
@@ -180,7 +183,11 @@ mod tests {
             forgetting: 1.0,
         });
         feed(&mut f, (0..200).map(f64::from));
-        assert!((f.forecast_next() - 200.0).abs() < 1.0, "{}", f.forecast_next());
+        assert!(
+            (f.forecast_next() - 200.0).abs() < 1.0,
+            "{}",
+            f.forecast_next()
+        );
     }
 
     #[test]

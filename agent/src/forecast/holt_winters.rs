@@ -122,7 +122,11 @@ mod tests {
     fn learns_a_constant_rate() {
         let mut f = HoltWinters::new(HoltWintersConfig::default());
         feed(&mut f, std::iter::repeat_n(7.0, 300));
-        assert!((f.forecast_next() - 7.0).abs() < 0.05, "{}", f.forecast_next());
+        assert!(
+            (f.forecast_next() - 7.0).abs() < 0.05,
+            "{}",
+            f.forecast_next()
+        );
     }
 
     #[test]
@@ -132,9 +136,15 @@ mod tests {
             ..HoltWintersConfig::default()
         };
         let mut f = HoltWinters::new(config);
-        feed(&mut f, (0..600).map(|i| if i % 10 == 0 { 10.0 } else { 0.0 }));
+        feed(
+            &mut f,
+            (0..600).map(|i| if i % 10 == 0 { 10.0 } else { 0.0 }),
+        );
         let next = f.forecast(10);
         assert!(next[0] > 5.0, "the beat comes next: {next:?}");
-        assert!(next[1..].iter().all(|&v| v < 2.0), "quiet between beats: {next:?}");
+        assert!(
+            next[1..].iter().all(|&v| v < 2.0),
+            "quiet between beats: {next:?}"
+        );
     }
 }

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    Arima, Forecaster, ForecastConfig, HoltWinters, IdleTimeHistogram, MinuteCount,
-    MlpForecaster, MlpModel,
+    Arima, ForecastConfig, Forecaster, HoltWinters, IdleTimeHistogram, MinuteCount, MlpForecaster,
+    MlpModel,
 };
 
 /// Settings of the hybrid.
@@ -164,7 +164,10 @@ mod tests {
     #[test]
     fn configured_weights_mix_the_components() {
         let h = Hybrid::new(
-            vec![(Box::new(Constant(10.0)), 3.0), (Box::new(Constant(2.0)), 1.0)],
+            vec![
+                (Box::new(Constant(10.0)), 3.0),
+                (Box::new(Constant(2.0)), 1.0),
+            ],
             false,
             30.0,
         );
@@ -174,7 +177,10 @@ mod tests {
     #[test]
     fn adapted_weights_favour_the_component_that_has_been_right() {
         let mut h = Hybrid::new(
-            vec![(Box::new(Constant(10.0)), 1.0), (Box::new(Constant(2.0)), 1.0)],
+            vec![
+                (Box::new(Constant(10.0)), 1.0),
+                (Box::new(Constant(2.0)), 1.0),
+            ],
             true,
             5.0,
         );

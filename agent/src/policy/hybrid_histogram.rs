@@ -9,7 +9,9 @@
 //! minutes lies between `k − 1` and `k + 1` minutes after an execution; the head is taken at
 //! the lower edge and the tail at the upper edge of their bins before the margins.
 
-use crate::forecast::{Arima, ArimaConfig, Forecaster, HistogramConfig, IdleTimeHistogram, MinuteCount};
+use crate::forecast::{
+    Arima, ArimaConfig, Forecaster, HistogramConfig, IdleTimeHistogram, MinuteCount,
+};
 
 use super::{HybridHistogramConfig, IntervalObservation, PoolDecision, PoolPolicy};
 
@@ -137,7 +139,8 @@ mod tests {
     #[test]
     fn a_flat_histogram_is_not_trusted() {
         let mut p = HybridHistogram::new(HybridHistogramConfig::default());
-        let gaps = (1..=120u32).flat_map(|g| std::iter::once(1).chain(std::iter::repeat_n(0, g as usize - 1)));
+        let gaps = (1..=120u32)
+            .flat_map(|g| std::iter::once(1).chain(std::iter::repeat_n(0, g as usize - 1)));
         observe(&mut p, gaps);
         assert_eq!(p.decide(0.0).keep_alive_s, 14_400.0);
     }

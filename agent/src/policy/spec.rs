@@ -93,7 +93,9 @@ impl PolicySpec {
     pub fn build(&self, config: &PolicyConfig, model: &Arc<MlpModel>) -> Box<dyn PoolPolicy> {
         match self {
             Self::FixedKeepAlive { ttl_s } => Box::new(FixedKeepAlive::new(*ttl_s)),
-            Self::HybridHistogram => Box::new(HybridHistogram::new(config.hybrid_histogram.clone())),
+            Self::HybridHistogram => {
+                Box::new(HybridHistogram::new(config.hybrid_histogram.clone()))
+            }
             Self::Forecast {
                 cost_threshold,
                 forecaster,

@@ -93,7 +93,13 @@ mod tests {
 
     #[test]
     fn app_percentiles_skip_functions_without_calls() {
-        let s = summarize(&[tally(4, 1), tally(2, 2), tally(0, 0), tally(10, 0), tally(5, 1)]);
+        let s = summarize(&[
+            tally(4, 1),
+            tally(2, 2),
+            tally(0, 0),
+            tally(10, 0),
+            tally(5, 1),
+        ]);
         // App cold %: 0, 20, 25, 100 → p50 = 22.5, p75 = 43.75.
         assert!((s.p50_app_cold_start_pct - 22.5).abs() < 1e-9);
         assert!((s.p75_app_cold_start_pct - 43.75).abs() < 1e-9);

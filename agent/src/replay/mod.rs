@@ -18,8 +18,8 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use rayon::prelude::*;
 
-use crate::forecast::neural::{self, onnx};
 use crate::forecast::MlpModel;
+use crate::forecast::neural::{self, onnx};
 use crate::policy::{PolicyConfig, PolicySpec};
 use crate::trace::{Trace, load_azure2019, load_azure2021};
 
@@ -56,15 +56,26 @@ pub struct ReplayArgs {
     /// Arrival seed, repeatable; results are means over seeds.
     #[arg(long = "seed", default_values_t = [1u64])]
     pub seeds: Vec<u64>,
+    /// Files read and written.
+    #[command(flatten)]
+    pub files: Box<ReplayFiles>,
+    /// Count the whole trace or only its second half.
+    #[arg(long, value_enum, default_value = "whole")]
+    pub window: Window,
+    /// Memory per instance for traces that carry none (the 2021 layout), MB.
+    #[arg(long, default_value_t = 128.0)]
+    pub memory_mb: f64,
+}
+
+/// Files of `synapse-agent replay` (apart from the trace).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ReplayFiles {
     /// Write the results as JSON.
     #[arg(long)]
     pub json: Option<PathBuf>,
     /// Write the trade-off plot as SVG.
     #[arg(long)]
     pub plot: Option<PathBuf>,
-    /// Count the whole trace or only its second half.
-    #[arg(long, value_enum, default_value = "whole")]
-    pub window: Window,
     /// Policy settings (TOML, see docs/replay.md); defaults otherwise.
     #[arg(long)]
     pub config: Option<PathBuf>,
@@ -74,9 +85,6 @@ pub struct ReplayArgs {
     /// Write the neural forecaster's ONNX file used by this replay.
     #[arg(long)]
     pub save_model: Option<PathBuf>,
-    /// Memory per instance for traces that carry none (the 2021 layout), MB.
-    #[arg(long, default_value_t = 128.0)]
-    pub memory_mb: f64,
 }
 
 /// Load time of a new instance (L in `EVALUATION.md`), seconds.
@@ -85,8 +93,11 @@ pub const LOAD_TIME_S: f64 = 1.0;
 /// Runs the replay command.
 pub fn run(args: ReplayArgs) -> Result<()> {
     let trace = load_trace(&args.trace, args.memory_mb)?;
-    let config = load_config(args.config.as_deref())?;
-    let model = Arc::new(load_model(args.model.as_deref(), args.save_model.as_deref())?);
+    let config = load_config(args.files.config.as_deref())?;
+    let model = Arc::new(load_model(
+        args.files.model.as_deref(),
+        args.files.save_model.as_deref(),
+    )?);
     let specs = policy_specs(&args.policies, &args.sweep)?;
     let mut seeds = args.seeds.clone();
     seeds.dedup();
@@ -112,7 +123,11 @@ pub fn run(args: ReplayArgs) -> Result<()> {
         Window::Whole => 0,
         Window::SecondHalf => trace.minutes / 2,
     };
-    let counts: Vec<&[u32]> = trace.functions.iter().map(|f| f.counts.as_slice()).collect();
+    let counts: Vec<&[u32]> = trace
+        .functions
+        .iter()
+        .map(|f| f.counts.as_slice())
+        .collect();
     let floor = floor(&counts, half);
     println!(
         "trace {} · {} functions · {} invocations · window {:?} · seeds {:?} · L = {LOAD_TIME_S} s",
@@ -123,11 +138,11 @@ pub fn run(args: ReplayArgs) -> Result<()> {
         seeds
     );
     print!("{}", table(&results, &floor, seeds.len()));
-    if let Some(path) = &args.json {
+    if let Some(path) = &args.files.json {
         let doc = serde_json::to_string_pretty(&json(&trace.name, &seeds, &results))?;
         std::fs::write(path, doc + "\n").with_context(|| format!("writing {}", path.display()))?;
     }
-    if let Some(path) = &args.plot {
+    if let Some(path) = &args.files.plot {
         let title = format!("{} ({:?} window)", trace.name, args.window);
         std::fs::write(path, svg(&results, floor.p75_app_cold_start_pct, &title))
             .with_context(|| format!("writing {}", path.display()))?;
@@ -178,7 +193,11 @@ pub fn policy_specs(requested: &[String], sweep: &[f64]) -> Result<Vec<PolicySpe
     let mut specs = Vec::new();
     let mut names: Vec<String> = BASELINES.iter().map(|s| s.to_string()).collect();
     names.extend(requested.iter().cloned());
-    names.extend(sweep.iter().map(|c| format!("forecast(cost_threshold={c})")));
+    names.extend(
+        sweep
+            .iter()
+            .map(|c| format!("forecast(cost_threshold={c})")),
+    );
     if requested.is_empty() && sweep.is_empty() {
         names.push("forecast".into());
     }
@@ -280,7 +299,9 @@ fn mean(summaries: &[Summary]) -> Summary {
         mean_app_cold_start_pct: avg(|s| s.mean_app_cold_start_pct),
         overall_cold_start_pct: avg(|s| s.overall_cold_start_pct),
         wasted_memory_mb_s: avg(|s| s.wasted_memory_mb_s),
-        invocations: summaries.iter().map(|s| s.invocations).sum::<u64>() / summaries.len().max(1) as u64,
-        cold_starts: summaries.iter().map(|s| s.cold_starts).sum::<u64>() / summaries.len().max(1) as u64,
+        invocations: summaries.iter().map(|s| s.invocations).sum::<u64>()
+            / summaries.len().max(1) as u64,
+        cold_starts: summaries.iter().map(|s| s.cold_starts).sum::<u64>()
+            / summaries.len().max(1) as u64,
     }
 }

@@ -63,7 +63,12 @@ pub fn json<'a>(trace: &'a str, seeds: &'a [u64], results: &'a [PolicyResult]) -
 /// The side-by-side table (Markdown, so it pastes into the docs as is).
 pub fn table(results: &[PolicyResult], floor: &Summary, seeds: usize) -> String {
     let mut out = String::new();
-    let width = results.iter().map(|r| r.name.len()).max().unwrap_or(6).max(24);
+    let width = results
+        .iter()
+        .map(|r| r.name.len())
+        .max()
+        .unwrap_or(6)
+        .max(24);
     let _ = writeln!(
         out,
         "| {:width$} | p75 app cold % | p50 app cold % | mean app cold % | overall cold % | wasted MB·s | % of fixed-10 |",

@@ -80,7 +80,10 @@ fn refuses_a_short_row() {
         "HashOwner,HashApp,HashFunction,Trigger,1,2\no,a,f1,http,1\n",
     );
     let err = from_files("t".into(), &inv, &durations(), &memory_by_app()).unwrap_err();
-    assert!(err.to_string().contains("invocations.csv:2: 5 fields"), "{err}");
+    assert!(
+        err.to_string().contains("invocations.csv:2: 5 fields"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -90,7 +93,10 @@ fn refuses_gaps_in_the_minute_columns() {
         "HashOwner,HashApp,HashFunction,Trigger,1,3\no,a,f1,http,1,0\n",
     );
     let err = from_files("t".into(), &inv, &durations(), &memory_by_app()).unwrap_err();
-    assert!(err.to_string().contains(":1: minute columns are not consecutive"));
+    assert!(
+        err.to_string()
+            .contains(":1: minute columns are not consecutive")
+    );
 }
 
 #[test]
@@ -109,7 +115,10 @@ fn refuses_a_negative_memory() {
         "memory.csv",
         "HashOwner,HashApp,SampleCount,AverageAllocatedMb\no,a,5,-3\n",
     );
-    let inv = csv("invocations.csv", "HashOwner,HashApp,HashFunction,Trigger,1\n");
+    let inv = csv(
+        "invocations.csv",
+        "HashOwner,HashApp,HashFunction,Trigger,1\n",
+    );
     let err = from_files("t".into(), &inv, &durations(), &mem).unwrap_err();
     assert!(err.to_string().starts_with("memory.csv:2:"), "{err}");
 }

@@ -81,7 +81,9 @@ pub enum TraceError {
     #[error("{dir}: no file matching `{pattern}` (expected the Azure 2019 layout)")]
     MissingFile { dir: PathBuf, pattern: &'static str },
     /// A function has neither its own nor its app's duration or memory record.
-    #[error("{file}: function {function} (app {app}) has no {what} record, neither its own nor its app's")]
+    #[error(
+        "{file}: function {function} (app {app}) has no {what} record, neither its own nor its app's"
+    )]
     Unjoined {
         file: PathBuf,
         function: String,

@@ -71,7 +71,10 @@ fn value_info(name: &str, width: i64) -> ValueInfoProto {
             value: Some(TypeValue::TensorType(TensorType {
                 elem_type: DataType::Float as i32,
                 shape: Some(TensorShapeProto {
-                    dim: vec![dim(DimValue::DimParam("N".into())), dim(DimValue::DimValue(width))],
+                    dim: vec![
+                        dim(DimValue::DimParam("N".into())),
+                        dim(DimValue::DimValue(width)),
+                    ],
                 }),
             })),
             ..Default::default()

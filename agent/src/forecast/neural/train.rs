@@ -104,7 +104,8 @@ pub fn synthetic_series(rng: &mut StdRng, len: usize) -> Vec<f64> {
             let phase = rng.random_range(0.0..std::f64::consts::TAU);
             (0..len)
                 .map(|m| {
-                    let wave = 1.0 + 0.8 * (m as f64 / period * std::f64::consts::TAU + phase).sin();
+                    let wave =
+                        1.0 + 0.8 * (m as f64 / period * std::f64::consts::TAU + phase).sin();
                     poisson(rng, rate * wave)
                 })
                 .collect()
