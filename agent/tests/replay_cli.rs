@@ -6,6 +6,9 @@ use std::path::Path;
 
 use synapse_agent::replay::{self, ReplayArgs, ReplayFiles, Window};
 
+/// A function of the test trace: name, trigger and its count in each minute.
+type FunctionRow = (&'static str, &'static str, fn(usize) -> u32);
+
 /// Writes a three-function trace: an hourly timer, a busy queue and an occasional http call.
 fn write_trace(dir: &Path) {
     let minutes = 240;
@@ -14,7 +17,7 @@ fn write_trace(dir: &Path) {
         inv.push_str(&format!(",{}", 480 + m));
     }
     inv.push('\n');
-    let rows: [(&str, &str, fn(usize) -> u32); 3] = [
+    let rows: [FunctionRow; 3] = [
         ("t", "timer", |m| u32::from(m % 60 == 3)),
         ("q", "queue", |m| 20 + (m % 7) as u32 * 5),
         ("h", "http", |m| u32::from(m % 37 == 5 || m % 53 == 0)),
