@@ -32,14 +32,22 @@ impl Drop for Guard {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// One request on a new connection; returns the status code.
 fn request(port: u16, method: &str, path: &str) -> Option<(u16, String)> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
     let _ = s.set_nodelay(true);
-    write!(s, "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 2\r\n\r\nhi").ok()?;
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 2\r\n\r\nhi"
+    )
+    .ok()?;
     let mut out = String::new();
     s.read_to_string(&mut out).ok()?;
     let status = out.split_whitespace().nth(1)?.parse().ok()?;
@@ -89,7 +97,11 @@ fn load(port: u16, method: &'static str, path: &'static str, concurrency: usize)
     let elapsed = start.elapsed().as_secs_f64();
     let mut l = latencies.lock().unwrap().clone();
     l.sort_by(f64::total_cmp);
-    let pct = |q: f64| l.get(((l.len() as f64 * q) as usize).min(l.len().saturating_sub(1))).copied().unwrap_or(f64::NAN);
+    let pct = |q: f64| {
+        l.get(((l.len() as f64 * q) as usize).min(l.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(f64::NAN)
+    };
     Figures {
         p50_us: pct(0.50),
         p99_us: pct(0.99),
@@ -104,7 +116,9 @@ fn main() {
         eprintln!("the gateway benchmark starts the agent (eBPF): run it as root");
         std::process::exit(1);
     }
-    let nginx_bin = ["/usr/sbin/nginx", "/usr/bin/nginx"].into_iter().find(|p| std::path::Path::new(p).exists());
+    let nginx_bin = ["/usr/sbin/nginx", "/usr/bin/nginx"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists());
     let dir = tempfile::tempdir().unwrap();
     let (metrics, gateway) = (free_port(), free_port());
     let config = format!(
@@ -147,12 +161,19 @@ keep_alive = "1s"
     {
         let p = instance_port.clone();
         wait_for("the warm instance", move || {
-            let Some((_, text)) = request(gateway, "GET", "/v1/functions") else { return false };
+            let Some((_, text)) = request(gateway, "GET", "/v1/functions") else {
+                return false;
+            };
             let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
             let v: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
-            let addr = v[0]["instances"][0]["addr"].as_str().unwrap_or("").to_string();
+            let addr = v[0]["instances"][0]["addr"]
+                .as_str()
+                .unwrap_or("")
+                .to_string();
             let ready = v[0]["instances"][0]["state"] == "ready";
-            if let (true, Some(port)) = (ready, addr.rsplit(':').next().and_then(|p| p.parse().ok())) {
+            if let (true, Some(port)) =
+                (ready, addr.rsplit(':').next().and_then(|p| p.parse().ok()))
+            {
                 *p.lock().unwrap() = port;
                 return true;
             }
@@ -178,21 +199,49 @@ keep_alive = "1s"
         Guard(child)
     });
 
-    println!("SynapseStream gateway benchmark ({} CPUs, {PHASE:?} per row, new connection per request)", thread::available_parallelism().map_or(0, |n| n.get()));
+    println!(
+        "SynapseStream gateway benchmark ({} CPUs, {PHASE:?} per row, new connection per request)",
+        thread::available_parallelism().map_or(0, |n| n.get())
+    );
     println!(
         "{:>4} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} | {:>8} {:>8} {:>8} | {:>11} {:>11} {:>7}",
-        "conc", "dir p50", "dir p99", "gw p50", "gw p99", "ngx p50", "ngx p99", "dir r/s", "gw r/s", "ngx r/s", "gw +p99 us", "ngx +p99 us", "ratio"
+        "conc",
+        "dir p50",
+        "dir p99",
+        "gw p50",
+        "gw p99",
+        "ngx p50",
+        "ngx p99",
+        "dir r/s",
+        "gw r/s",
+        "ngx r/s",
+        "gw +p99 us",
+        "ngx +p99 us",
+        "ratio"
     );
     for c in [1, 16, 64] {
         let d = load(direct, "POST", "/", c);
         let g = load(gateway, "POST", "/v1/functions/echo/invoke", c);
         let n = _nginx.as_ref().map(|_| load(nginx_port, "POST", "/", c));
-        let (np50, np99, nrps) = n.as_ref().map_or((f64::NAN, f64::NAN, f64::NAN), |n| (n.p50_us, n.p99_us, n.rps));
+        let (np50, np99, nrps) = n.as_ref().map_or((f64::NAN, f64::NAN, f64::NAN), |n| {
+            (n.p50_us, n.p99_us, n.rps)
+        });
         let gw_added = g.p99_us - d.p99_us;
         let ngx_added = np99 - d.p99_us;
         println!(
             "{c:>4} {:>9.0} {:>9.0} {:>9.0} {:>9.0} {:>9.0} {:>9.0} | {:>8.0} {:>8.0} {:>8.0} | {:>11.0} {:>11.0} {:>7.2}",
-            d.p50_us, d.p99_us, g.p50_us, g.p99_us, np50, np99, d.rps, g.rps, nrps, gw_added, ngx_added, gw_added / ngx_added
+            d.p50_us,
+            d.p99_us,
+            g.p50_us,
+            g.p99_us,
+            np50,
+            np99,
+            d.rps,
+            g.rps,
+            nrps,
+            gw_added,
+            ngx_added,
+            gw_added / ngx_added
         );
         let errors = d.errors + g.errors + n.map_or(0, |n| n.errors);
         if errors > 0 {
@@ -210,7 +259,10 @@ keep_alive = "1s"
         let t = Instant::now();
         let (s, text) = request(gateway, "POST", "/v1/functions/slow-init/invoke").expect("answer");
         assert_eq!(s, 200);
-        assert!(text.contains("x-synapse-start: cold"), "expected a cold start");
+        assert!(
+            text.contains("x-synapse-start: cold"),
+            "expected a cold start"
+        );
         cold.push(t.elapsed().as_secs_f64() * 1e3);
         for _ in 0..10 {
             let t = Instant::now();

@@ -45,15 +45,34 @@ fn ctl(dir: &Path, console: u16, args: &[&str]) -> serde_json::Value {
 fn certs(dir: &Path) {
     let ca = dir.join("ca");
     let run = |args: &[&str]| {
-        let s = Command::new(bin("synapsectl")).args(args).stdout(Stdio::null()).status().unwrap();
+        let s = Command::new(bin("synapsectl"))
+            .args(args)
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
         assert!(s.success(), "synapsectl {args:?}");
     };
     let ca_s = ca.to_str().unwrap();
     run(&["certs", "init", ca_s]);
-    run(&["certs", "issue", "--ca-dir", ca_s, "--role", "hub", "--name", "synapse-hub", "--ip", "127.0.0.1"]);
-    run(&["certs", "issue", "--ca-dir", ca_s, "--role", "operator", "--name", "ops"]);
+    run(&[
+        "certs",
+        "issue",
+        "--ca-dir",
+        ca_s,
+        "--role",
+        "hub",
+        "--name",
+        "synapse-hub",
+        "--ip",
+        "127.0.0.1",
+    ]);
+    run(&[
+        "certs", "issue", "--ca-dir", ca_s, "--role", "operator", "--name", "ops",
+    ]);
     for a in ["edge-1", "regional-1", "cloud-1"] {
-        run(&["certs", "issue", "--ca-dir", ca_s, "--role", "agent", "--name", a]);
+        run(&[
+            "certs", "issue", "--ca-dir", ca_s, "--role", "agent", "--name", a,
+        ]);
     }
 }
 
@@ -71,7 +90,14 @@ fn start_agent(dir: &Path, id: &str, tier: &str, link: u16) -> Agent {
     let adir = dir.join(id);
     std::fs::create_dir_all(&adir).unwrap();
     let subtree = format!("synapse-fleet-{id}-{}", std::process::id());
-    Agent::start_with(&adir, free_ports(1), &subtree, id, tier, &agent_config(dir, id, tier, link))
+    Agent::start_with(
+        &adir,
+        free_ports(1),
+        &subtree,
+        id,
+        tier,
+        &agent_config(dir, id, tier, link),
+    )
 }
 
 #[test]
@@ -92,16 +118,21 @@ fn telemetry_reaches_the_hub_exactly_once_from_three_tiers() {
         ),
     )
     .unwrap();
-    let _hub = Hub(
-        Command::new(bin("synapse-hub"))
-            .arg("--config")
-            .arg(d.join("hub.toml"))
-            .stderr(std::fs::File::create(d.join("hub.log")).unwrap())
-            .spawn()
-            .unwrap(),
-    );
-    let tiers = [("edge-1", "edge", 7), ("regional-1", "regional", 5), ("cloud-1", "cloud", 3)];
-    let mut agents: Vec<Agent> = tiers.iter().map(|(id, tier, _)| start_agent(d, id, tier, link)).collect();
+    let _hub = Hub(Command::new(bin("synapse-hub"))
+        .arg("--config")
+        .arg(d.join("hub.toml"))
+        .stderr(std::fs::File::create(d.join("hub.log")).unwrap())
+        .spawn()
+        .unwrap());
+    let tiers = [
+        ("edge-1", "edge", 7),
+        ("regional-1", "regional", 5),
+        ("cloud-1", "cloud", 3),
+    ];
+    let mut agents: Vec<Agent> = tiers
+        .iter()
+        .map(|(id, tier, _)| start_agent(d, id, tier, link))
+        .collect();
     for ((_, tier, n), a) in tiers.iter().zip(&agents) {
         for _ in 0..*n {
             assert_eq!(a.invoke(&format!("fn-{tier}"), "", b"x").status, 200);
@@ -110,7 +141,8 @@ fn telemetry_reaches_the_hub_exactly_once_from_three_tiers() {
     // The edge agent dies without a word and comes back with its state.
     let edge = agents.remove(0);
     edge.wait_until("edge invocations stored", |a| {
-        let v: serde_json::Value = serde_json::from_str(&a.get("/v1/telemetry").unwrap_or_default()).unwrap_or_default();
+        let v: serde_json::Value =
+            serde_json::from_str(&a.get("/v1/telemetry").unwrap_or_default()).unwrap_or_default();
         v["fn-edge"]["totals"]["invocations"].as_u64() == Some(7)
     });
     edge.kill9();
@@ -122,7 +154,8 @@ fn telemetry_reaches_the_hub_exactly_once_from_three_tiers() {
 
     // What each agent recorded, from its own store.
     let recorded = |a: &Agent, f: &str| -> u64 {
-        let v: serde_json::Value = serde_json::from_str(&a.get("/v1/telemetry").unwrap_or_default()).unwrap_or_default();
+        let v: serde_json::Value =
+            serde_json::from_str(&a.get("/v1/telemetry").unwrap_or_default()).unwrap_or_default();
         v[f]["totals"]["invocations"].as_u64().unwrap_or(0)
     };
     let expected = [("fn-edge", 11u64), ("fn-regional", 5), ("fn-cloud", 3)];
@@ -141,7 +174,12 @@ fn telemetry_reaches_the_hub_exactly_once_from_three_tiers() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|a| (a["agent_id"].as_str().unwrap().to_string(), a["tier"].as_str().unwrap().to_string()))
+        .map(|a| {
+            (
+                a["agent_id"].as_str().unwrap().to_string(),
+                a["tier"].as_str().unwrap().to_string(),
+            )
+        })
         .collect();
     seen.sort();
     assert_eq!(

@@ -259,13 +259,22 @@ fn the_gateway_answers_unknown_functions_large_bodies_and_full_queues() {
 #[test]
 fn what_a_killed_agent_left_is_cleaned_at_the_next_start() {
     let fx = start("crashed-agent", &function("f", "", "min_warm = 1"));
-    fx.agent.wait_until("one warm instance", |a| a.metric("synapse_warm_instances{function=\"f\"}") == Some(1.0));
+    fx.agent.wait_until("one warm instance", |a| {
+        a.metric("synapse_warm_instances{function=\"f\"}") == Some(1.0)
+    });
     let left = pid(&fx.agent.invoke("f", "", b""));
-    let Fixture { agent, _dir, subtree } = fx;
+    let Fixture {
+        agent,
+        _dir,
+        subtree,
+    } = fx;
     agent.kill9();
     let ours = cgroup_v2_mount().join(&subtree);
     assert!(ours.exists(), "the killed agent's cgroups are still there");
-    assert!(std::path::Path::new(&format!("/proc/{left}")).exists(), "its instance still runs");
+    assert!(
+        std::path::Path::new(&format!("/proc/{left}")).exists(),
+        "its instance still runs"
+    );
 
     let dir = tempfile::tempdir().unwrap();
     let next = Agent::start(dir.path(), free_ports(1), &subtree, "");
@@ -276,6 +285,9 @@ fn what_a_killed_agent_left_is_cleaned_at_the_next_start() {
         "the old instance was not killed: {status}"
     );
     assert!(!ours.exists(), "the old cgroups were not removed");
-    assert!(next.log().contains("removed cgroups left by an agent that did not stop cleanly"));
+    assert!(
+        next.log()
+            .contains("removed cgroups left by an agent that did not stop cleanly")
+    );
     assert!(next.stop());
 }

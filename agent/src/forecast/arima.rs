@@ -81,8 +81,8 @@ impl Arima {
         let lambda = self.config.forgetting.clamp(0.5, 1.0);
         let denom = lambda + x.iter().zip(&px).map(|(a, b)| a * b).sum::<f64>();
         let error = z - self.predict(&self.lags);
-        for i in 0..n {
-            self.theta[i] += px[i] / denom * error;
+        for (t, p) in self.theta.iter_mut().zip(&px) {
+            *t += p / denom * error;
         }
         for i in 0..n {
             for j in 0..n {

@@ -191,7 +191,7 @@ mod tests {
         assert_eq!(h.out_of_bounds(), 1);
         assert_eq!(h.samples(), 3);
         assert_eq!(h.minutes_idle(), Some(0));
-        assert!((h.mean_active_count() - 2.0).abs() < 1e-12);
+        assert!((h.mean_active_count() - 1.75).abs() < 1e-12);
     }
 
     #[test]

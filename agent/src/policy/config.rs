@@ -24,7 +24,7 @@ pub struct ForecastPoolConfig {
     /// Forecaster of the next minute's demand. Default `hybrid`.
     pub forecaster: ForecasterKind,
     /// Headroom on the forecast rate: the expected concurrency sized into a pool is
-    /// forecast rate × this × mean duration. Default 1.2.
+    /// forecast rate × this × mean duration. Default 1.5.
     pub prewarm_buffer: f64,
     /// Lowest pool target. Default 0.
     pub min_pool: u32,
@@ -40,7 +40,7 @@ impl Default for ForecastPoolConfig {
     fn default() -> Self {
         Self {
             forecaster: ForecasterKind::Hybrid,
-            prewarm_buffer: 1.2,
+            prewarm_buffer: 1.5,
             min_pool: 0,
             max_pool: 256,
             load_time_s: 1.0,
@@ -54,13 +54,20 @@ impl Default for ForecastPoolConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct KeepAliveConfig {
     /// The knob: idle instance-seconds that one avoided cold start is worth. Higher keeps
-    /// instances longer (more memory, fewer cold starts). Default 600.
+    /// instances longer (more memory, fewer cold starts). Default 60.
     pub cost_threshold: f64,
     /// Weight, in pseudo-observations, of the fleet's idle times blended into a function's own
     /// (helps functions with little history). Default 2.
     pub prior_weight: f64,
     /// Range of the idle-time histogram, minutes. Default 240.
     pub range_minutes: usize,
+    /// Value a function's cold start at `cost_threshold × (1 + a / a_f)`, where `a_f` is the
+    /// function's active minutes so far and `a` the fleet's mean: a cold start is a larger
+    /// share of a rarely called function's calls (its app cold-start %). Default true.
+    pub rarity_weighting: bool,
+    /// Relative half width of the spread given to an idle time seen once; it narrows as
+    /// `1/√n` with `n` idle times seen. Default 0.5.
+    pub bandwidth: f64,
     /// Keep-alive while neither the function nor the fleet has shown any idle time yet,
     /// seconds: the classic fixed keep-alive. Default 600.
     pub initial_keep_alive_s: f64,
@@ -69,9 +76,11 @@ pub struct KeepAliveConfig {
 impl Default for KeepAliveConfig {
     fn default() -> Self {
         Self {
-            cost_threshold: 600.0,
+            cost_threshold: 60.0,
             prior_weight: 2.0,
             range_minutes: 240,
+            rarity_weighting: true,
+            bandwidth: 0.5,
             initial_keep_alive_s: 600.0,
         }
     }
@@ -125,7 +134,7 @@ mod tests {
     fn an_empty_file_gives_the_documented_defaults() {
         let c: PolicyConfig = toml::from_str("").expect("parses");
         assert_eq!(c, PolicyConfig::default());
-        assert_eq!(c.forecast_pool.keep_alive.cost_threshold, 600.0);
+        assert_eq!(c.forecast_pool.keep_alive.cost_threshold, 60.0);
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use crate::forecast::{self, ForecastConfig, Forecaster, MlpModel};
 
-use super::keep_alive::{IdleGaps, WarmWindow, best_window};
+use super::keep_alive::{FleetPrior, IdleGaps, WarmWindow, best_window};
 use super::pool_size::pool_for_load;
 use super::{ForecastPoolConfig, IntervalObservation, PoolDecision, PoolPolicy};
 
@@ -19,7 +19,7 @@ pub struct ForecastPool {
     config: ForecastPoolConfig,
     forecaster: Box<dyn Forecaster>,
     gaps: IdleGaps,
-    prior: Option<Arc<IdleGaps>>,
+    prior: Option<Arc<FleetPrior>>,
     minutes: u64,
     last_active: Option<u64>,
     duration_s: f64,
@@ -33,7 +33,7 @@ impl ForecastPool {
         config: ForecastPoolConfig,
         forecast: &ForecastConfig,
         model: &Arc<MlpModel>,
-        prior: Option<Arc<IdleGaps>>,
+        prior: Option<Arc<FleetPrior>>,
     ) -> Self {
         let forecaster = forecast::build(config.forecaster, forecast, model);
         let range = config.keep_alive.range_minutes.max(1);
@@ -52,12 +52,26 @@ impl ForecastPool {
         }
     }
 
+    /// What one avoided cold start of this function is worth, idle instance-seconds.
+    fn cold_start_value(&self) -> f64 {
+        let ka = &self.config.keep_alive;
+        let fleet = self.prior.as_ref().map_or(0.0, |p| p.mean_active_minutes);
+        if ka.rarity_weighting && fleet > 0.0 {
+            let calls = (self.gaps.active_minutes + self.gaps.same_minute).max(1.0);
+            let weighted = ka.cost_threshold * (1.0 + fleet / calls);
+            // No cold start is worth more idle time than the longest window considered.
+            weighted.min((ka.range_minutes as f64 * 60.0).max(ka.cost_threshold))
+        } else {
+            ka.cost_threshold
+        }
+    }
+
     fn warm_window(&mut self) -> WarmWindow {
         if let Some(w) = self.window {
             return w;
         }
         let ka = &self.config.keep_alive;
-        let prior_total = self.prior.as_ref().map_or(0.0, |p| p.total());
+        let prior_total = self.prior.as_ref().map_or(0.0, |p| p.gaps.total());
         if self.gaps.total() <= 0.0 && (prior_total <= 0.0 || ka.prior_weight <= 0.0) {
             // Nothing known yet, not even about the fleet: the classic fixed keep-alive.
             return WarmWindow {
@@ -65,13 +79,16 @@ impl ForecastPool {
                 keep_alive_s: ka.initial_keep_alive_s,
             };
         }
+        let value = self.cold_start_value();
+        let (d, load) = (self.duration_s, self.config.load_time_s);
+        let bandwidth = ka.bandwidth / self.gaps.between_minutes().max(1.0).sqrt();
         let w = match &self.prior {
             Some(prior) if ka.prior_weight > 0.0 => {
                 let mut blended = self.gaps.clone();
-                blended.add_scaled(prior, ka.prior_weight);
-                best_window(&blended, ka.cost_threshold, self.config.load_time_s)
+                blended.add_scaled(&prior.gaps, ka.prior_weight);
+                best_window(&blended, value, d, load, bandwidth)
             }
-            _ => best_window(&self.gaps, ka.cost_threshold, self.config.load_time_s),
+            _ => best_window(&self.gaps, value, d, load, bandwidth),
         };
         self.window = Some(w);
         w
@@ -85,10 +102,13 @@ impl PoolPolicy for ForecastPool {
         self.minutes += 1;
         let n = observation.minute.invocations;
         if n <= 0.0 {
+            self.gaps.open_minutes += 1.0;
             return;
         }
+        self.gaps.open_minutes = 0.0;
         self.duration_s = observation.mean_duration_s;
         self.gaps.same_minute += n - 1.0;
+        self.gaps.active_minutes += 1.0;
         if let Some(last) = self.last_active {
             let k = (index - last) as usize;
             match self.gaps.by_minutes.get_mut(k - 1) {
@@ -122,7 +142,7 @@ impl PoolPolicy for ForecastPool {
         Some(&self.gaps)
     }
 
-    fn set_fleet_prior(&mut self, prior: Arc<IdleGaps>) {
+    fn set_fleet_prior(&mut self, prior: Arc<FleetPrior>) {
         self.prior = Some(prior);
         self.window = None;
     }
@@ -159,10 +179,10 @@ mod tests {
         for _ in 0..300 {
             observe(&mut p, 600.0, 2.0);
         }
-        // 10 invocations/s × 1.2 × 2 s = 24 busy instances on average, plus headroom.
+        // 10 invocations/s × 1.5 × 2 s = 30 busy instances on average, plus headroom.
         let target = p.decide(0.0).pool_target;
-        assert_eq!(target, pool_for_load(12.0, 2.0, 600.0, 256));
-        assert!(target > 24, "{target}");
+        assert_eq!(target, pool_for_load(15.0, 2.0, 60.0, 256));
+        assert!(target > 30, "{target}");
     }
 
     #[test]
@@ -182,11 +202,14 @@ mod tests {
             observe(&mut p, if m % 15 == 0 { 1.0 } else { 0.0 }, 0.5);
         }
         let d = p.decide(0.0);
-        assert_eq!(d.pool_target, 0);
+        assert_eq!(
+            d.pool_target, 1,
+            "the beat is due in the next minute: one ready instance"
+        );
         let pre = d.prewarm_s.expect("pre-warms");
         assert!(pre > 13.0 * 60.0 && pre < 15.0 * 60.0, "{d:?}");
         assert!(
-            d.keep_alive_s > 15.0 * 60.0 && d.keep_alive_s <= 16.0 * 60.0,
+            d.keep_alive_s > 15.0 * 60.0 && d.keep_alive_s <= 18.0 * 60.0,
             "{d:?}"
         );
     }

@@ -18,7 +18,7 @@ pub use config::{ForecastPoolConfig, HybridHistogramConfig, KeepAliveConfig, Pol
 pub use fixed::FixedKeepAlive;
 pub use forecast_pool::ForecastPool;
 pub use hybrid_histogram::HybridHistogram;
-pub use keep_alive::{IdleGaps, WarmWindow, best_window};
+pub use keep_alive::{FleetPrior, IdleGaps, WarmWindow, best_window};
 pub use pool_size::pool_for_load;
 pub use spec::{PolicySpec, SpecError};
 
@@ -62,5 +62,5 @@ pub trait PoolPolicy: Send {
         None
     }
     /// Idle times of the whole fleet, for policies that blend them into their own.
-    fn set_fleet_prior(&mut self, _prior: Arc<IdleGaps>) {}
+    fn set_fleet_prior(&mut self, _prior: Arc<FleetPrior>) {}
 }

@@ -9,13 +9,15 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use crate::forecast::{MinuteCount, MlpModel};
-use crate::policy::{IdleGaps, IntervalObservation, PolicyConfig, PolicySpec, PoolPolicy};
+use crate::policy::{
+    FleetPrior, IdleGaps, IntervalObservation, PolicyConfig, PolicySpec, PoolPolicy,
+};
 use crate::trace::Trace;
 
 use super::sim::{FunctionSim, WindowTally};
 
 /// Minutes between refreshes of the fleet prior (the idle times of every function).
-pub const PRIOR_REFRESH_MINUTES: usize = 15;
+pub const PRIOR_REFRESH_MINUTES: usize = 5;
 
 /// Everything one run needs besides the policy.
 pub struct RunSetup<'a> {
@@ -102,23 +104,27 @@ pub fn replay(setup: &RunSetup<'_>, spec: &PolicySpec, seed: u64) -> RunTallies 
     }
 }
 
-/// Gives every policy the fleet's idle times: the mean of each function's own distribution
-/// (every function with idle times counts once, however busy it is).
+/// Gives every policy the fleet's idle times — the mean of each function's own distribution
+/// (every function counts once, however busy it is) — and its mean active minutes.
 fn share_fleet_prior(policies: &mut [Box<dyn PoolPolicy>]) {
-    let mut prior = IdleGaps::default();
-    let mut contributors = 0usize;
-    for p in policies.iter() {
-        if let Some(g) = p.idle_gaps() {
-            if g.total() > 0.0 {
-                prior.add_scaled(g, 1.0);
-                contributors += 1;
-            }
+    let mut gaps = IdleGaps::default();
+    let (mut active, mut seen) = (0.0, 0usize);
+    for g in policies.iter().filter_map(|p| p.idle_gaps()) {
+        if let Some(share) = g.with_open_idle_time() {
+            gaps.add_scaled(&share, 1.0);
+        }
+        if g.active_minutes > 0.0 {
+            active += g.active_minutes + g.same_minute;
+            seen += 1;
         }
     }
-    if contributors == 0 {
+    if seen == 0 {
         return;
     }
-    let prior = Arc::new(prior);
+    let prior = Arc::new(FleetPrior {
+        gaps,
+        mean_active_minutes: active / seen as f64,
+    });
     for p in policies.iter_mut() {
         p.set_fleet_prior(prior.clone());
     }

@@ -56,15 +56,26 @@ pub struct ReplayArgs {
     /// Arrival seed, repeatable; results are means over seeds.
     #[arg(long = "seed", default_values_t = [1u64])]
     pub seeds: Vec<u64>,
+    /// Files read and written.
+    #[command(flatten)]
+    pub files: Box<ReplayFiles>,
+    /// Count the whole trace or only its second half.
+    #[arg(long, value_enum, default_value = "whole")]
+    pub window: Window,
+    /// Memory per instance for traces that carry none (the 2021 layout), MB.
+    #[arg(long, default_value_t = 128.0)]
+    pub memory_mb: f64,
+}
+
+/// Files of `synapse-agent replay` (apart from the trace).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ReplayFiles {
     /// Write the results as JSON.
     #[arg(long)]
     pub json: Option<PathBuf>,
     /// Write the trade-off plot as SVG.
     #[arg(long)]
     pub plot: Option<PathBuf>,
-    /// Count the whole trace or only its second half.
-    #[arg(long, value_enum, default_value = "whole")]
-    pub window: Window,
     /// Policy settings (TOML, see docs/replay.md); defaults otherwise.
     #[arg(long)]
     pub config: Option<PathBuf>,
@@ -74,9 +85,6 @@ pub struct ReplayArgs {
     /// Write the neural forecaster's ONNX file used by this replay.
     #[arg(long)]
     pub save_model: Option<PathBuf>,
-    /// Memory per instance for traces that carry none (the 2021 layout), MB.
-    #[arg(long, default_value_t = 128.0)]
-    pub memory_mb: f64,
 }
 
 /// Load time of a new instance (L in `EVALUATION.md`), seconds.
@@ -85,10 +93,10 @@ pub const LOAD_TIME_S: f64 = 1.0;
 /// Runs the replay command.
 pub fn run(args: ReplayArgs) -> Result<()> {
     let trace = load_trace(&args.trace, args.memory_mb)?;
-    let config = load_config(args.config.as_deref())?;
+    let config = load_config(args.files.config.as_deref())?;
     let model = Arc::new(load_model(
-        args.model.as_deref(),
-        args.save_model.as_deref(),
+        args.files.model.as_deref(),
+        args.files.save_model.as_deref(),
     )?);
     let specs = policy_specs(&args.policies, &args.sweep)?;
     let mut seeds = args.seeds.clone();
@@ -130,11 +138,11 @@ pub fn run(args: ReplayArgs) -> Result<()> {
         seeds
     );
     print!("{}", table(&results, &floor, seeds.len()));
-    if let Some(path) = &args.json {
+    if let Some(path) = &args.files.json {
         let doc = serde_json::to_string_pretty(&json(&trace.name, &seeds, &results))?;
         std::fs::write(path, doc + "\n").with_context(|| format!("writing {}", path.display()))?;
     }
-    if let Some(path) = &args.plot {
+    if let Some(path) = &args.files.plot {
         let title = format!("{} ({:?} window)", trace.name, args.window);
         std::fs::write(path, svg(&results, floor.p75_app_cold_start_pct, &title))
             .with_context(|| format!("writing {}", path.display()))?;

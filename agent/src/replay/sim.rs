@@ -2,7 +2,7 @@
 //! one invocation per instance at a time, a cold start when no idle warm instance exists (the
 //! new instance loads for `L` before running; attaching to a loading pre-warm is cold too), the
 //! most recently idle instance taken first, keep-alive counted from the end of the last
-//! execution, pre-warms that release the instance and load a new one after the delay unless an
+//! execution (the policy's current keep-alive applies to every idle instance), pre-warms that release the instance and load a new one after the delay unless an
 //! invocation came first, and idle time clipped at the end of the trace.
 
 use crate::policy::PoolDecision;
@@ -36,6 +36,8 @@ struct Instance {
     phase: Phase,
     /// When an idle (or pre-warmed) instance is retired, unless the pool target keeps it.
     expires: f64,
+    /// End of the execution its keep-alive is counted from.
+    anchor: f64,
 }
 
 impl Instance {
@@ -48,8 +50,8 @@ impl Instance {
     }
 }
 
-/// A pre-warm waiting for its start: (start loading at, warm until).
-type PendingPrewarm = (f64, f64);
+/// A pre-warm waiting for its start: (start loading at, warm until, released at).
+type PendingPrewarm = (f64, f64, f64);
 
 /// One function's instances and counters.
 pub struct FunctionSim {
@@ -111,7 +113,15 @@ impl FunctionSim {
                     attached: false,
                 },
                 expires: ready + decision.keep_alive_s,
+                anchor: ready,
             });
+        }
+        // The keep-alive in force applies to every idle instance, counted from the end of
+        // its last execution (an instance past its new window goes now, not in the past).
+        for inst in &mut self.instances {
+            if matches!(inst.phase, Phase::Idle { .. }) {
+                inst.expires = (inst.anchor + decision.keep_alive_s).max(now);
+            }
         }
     }
 
@@ -157,6 +167,7 @@ impl FunctionSim {
                         attached: true,
                     },
                     expires: f64::INFINITY,
+                    anchor: t,
                 }),
             }
         }
@@ -229,13 +240,14 @@ impl FunctionSim {
     }
 
     fn start_prewarm(&mut self, j: usize) {
-        let (start, warm_until) = self.pending.swap_remove(j);
+        let (start, warm_until, released) = self.pending.swap_remove(j);
         self.instances.push(Instance {
             phase: Phase::Loading {
                 ready: start + self.load_s,
                 attached: false,
             },
             expires: warm_until,
+            anchor: released,
         });
     }
 
@@ -260,12 +272,13 @@ impl FunctionSim {
                 match d.prewarm_s {
                     Some(delay) if d.keep_alive_s > delay + self.load_s => {
                         self.instances.swap_remove(i);
-                        self.pending.push((at + delay, at + d.keep_alive_s));
+                        self.pending.push((at + delay, at + d.keep_alive_s, at));
                     }
                     _ => {
                         self.instances[i] = Instance {
                             phase: Phase::Idle { since: at },
                             expires: at + d.keep_alive_s,
+                            anchor: at,
                         };
                         if d.keep_alive_s <= 0.0 {
                             self.retire_or_keep(i, at);

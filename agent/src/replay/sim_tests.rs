@@ -129,3 +129,17 @@ fn the_pool_target_is_loaded_ahead_and_kept_past_its_keep_alive() {
     s.arrive(170.0); // target 0: retired at 120 + … (102 + 5 → kept to 120, then retired)
     assert_eq!(s.whole.cold_starts, 1);
 }
+
+#[test]
+fn a_new_keep_alive_applies_to_instances_already_idle() {
+    let mut s = FunctionSim::new(1.0, 2.0, 100.0, 10_000.0);
+    s.begin_interval(0.0, 60.0, keep(120.0));
+    s.arrive(0.0); // runs 1..3, would expire at 123
+    s.begin_interval(60.0, 120.0, keep(3600.0));
+    s.arrive(1000.0); // the longer window, counted from 3, keeps it
+    assert_eq!(s.whole.cold_starts, 1);
+    s.begin_interval(1060.0, 1120.0, keep(10.0));
+    s.arrive(1100.0); // idle since 1002; past its new window, retired at 1060
+    assert_eq!(s.whole.cold_starts, 2);
+    s.finish();
+}

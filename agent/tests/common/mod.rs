@@ -59,7 +59,14 @@ impl Agent {
     }
 
     /// Starts the agent with its id and tier; `functions` is appended to the configuration.
-    pub fn start_with(dir: &Path, metrics: u16, subtree: &str, id: &str, tier: &str, functions: &str) -> Self {
+    pub fn start_with(
+        dir: &Path,
+        metrics: u16,
+        subtree: &str,
+        id: &str,
+        tier: &str,
+        functions: &str,
+    ) -> Self {
         let gateway = free_ports(1);
         let config = format!(
             "[agent]\nid = \"{id}\"\ntier = \"{tier}\"\nstate_dir = \"{}\"\n\n[telemetry]\ninterval = \"1s\"\n\n\
