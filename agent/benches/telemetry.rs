@@ -66,9 +66,10 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn metric(port: u16, name: &str) -> f64 {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("metrics endpoint");
+/// The agent's metrics page.
+fn scrape(port: u16) -> String {
     use std::io::Write as _;
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("metrics endpoint");
     write!(
         s,
         "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
@@ -76,7 +77,13 @@ fn metric(port: u16, name: &str) -> f64 {
     .unwrap();
     let mut text = String::new();
     s.read_to_string(&mut text).unwrap();
-    text.lines()
+    text
+}
+
+/// Sum of the lines of one metric with exactly these labels.
+fn metric(port: u16, name: &str) -> f64 {
+    scrape(port)
+        .lines()
         .filter_map(|l| l.strip_prefix(name).and_then(|r| r.strip_prefix(' ')))
         .filter_map(|v| v.trim().parse::<f64>().ok())
         .sum()
@@ -84,16 +91,8 @@ fn metric(port: u16, name: &str) -> f64 {
 
 /// Sum over programs of a per-program metric.
 fn program_metric(port: u16, name: &str) -> f64 {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("metrics endpoint");
-    use std::io::Write as _;
-    write!(
-        s,
-        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut text = String::new();
-    s.read_to_string(&mut text).unwrap();
-    text.lines()
+    scrape(port)
+        .lines()
         .filter(|l| l.starts_with(&format!("{name}{{")))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()

@@ -4,9 +4,9 @@
 //! test can compute the reference answer by hand.
 
 use prost::Message as _;
-use tract_onnx::pb::{GraphProto, ModelProto, OperatorSetIdProto};
+use tract_onnx::pb::GraphProto;
 
-use crate::forecast::neural::onnx::{initializer, node, value_info};
+use crate::forecast::neural::onnx::{initializer, model_of, node, value_info};
 
 pub const INPUT: &str = "x";
 pub const OUTPUT: &str = "logits";
@@ -38,15 +38,5 @@ pub fn encode() -> Vec<u8> {
         output: vec![value_info(OUTPUT, CLASSES as i64)],
         ..Default::default()
     };
-    ModelProto {
-        ir_version: 8,
-        opset_import: vec![OperatorSetIdProto {
-            domain: String::new(),
-            version: 13,
-        }],
-        producer_name: "synapse-agent".into(),
-        graph: Some(graph),
-        ..Default::default()
-    }
-    .encode_to_vec()
+    model_of(graph).encode_to_vec()
 }

@@ -105,6 +105,19 @@ pub fn to_proto(model: &MlpModel) -> ModelProto {
         ..Default::default()
     };
     ModelProto {
+        doc_string: "SynapseStream demand forecaster: ln(1+next-minute invocations)".into(),
+        metadata_props: vec![StringStringEntryProto {
+            key: "synapse.architecture".into(),
+            value: ARCHITECTURE.into(),
+        }],
+        ..model_of(graph)
+    }
+}
+
+/// A model of `graph` as this project writes them: IR 8, the default opset 13, produced by
+/// the agent at its version.
+pub fn model_of(graph: GraphProto) -> ModelProto {
+    ModelProto {
         ir_version: 8,
         opset_import: vec![OperatorSetIdProto {
             domain: String::new(),
@@ -112,11 +125,6 @@ pub fn to_proto(model: &MlpModel) -> ModelProto {
         }],
         producer_name: "synapse-agent".into(),
         producer_version: env!("CARGO_PKG_VERSION").into(),
-        doc_string: "SynapseStream demand forecaster: ln(1+next-minute invocations)".into(),
-        metadata_props: vec![StringStringEntryProto {
-            key: "synapse.architecture".into(),
-            value: ARCHITECTURE.into(),
-        }],
         graph: Some(graph),
         ..Default::default()
     }
