@@ -178,15 +178,14 @@ impl Collector {
                     filter.reset(cgroup_id);
                 }
             }
-            for id in 0..self.tracker.function_count() {
-                if let Some(n) = self.tracker.function_name(id) {
-                    let live = self.tracker.live_instances(id) as i64;
-                    self.metrics
-                        .instances
-                        .get_or_create(&Metrics::label(n))
-                        .set(live);
-                }
-            }
+        }
+        // Only the event's function can have gained or lost an instance.
+        if let Some(n) = self.tracker.function_name(ev.function_id) {
+            let live = self.tracker.live_instances(ev.function_id) as i64;
+            self.metrics
+                .instances
+                .get_or_create(&Metrics::label(n))
+                .set(live);
         }
     }
 
