@@ -60,12 +60,14 @@ fn decode<T: for<'a> Deserialize<'a>>(bytes: &[u8]) -> Result<T> {
     serde_json::from_slice(bytes).context("decoding a stored record")
 }
 
-/// sled's file lock outlives a closed database by a moment (its flusher thread lets go
-/// last), and a restarting agent may meet its predecessor's: wait up to 5 s for it.
+/// Opens the database without sled's background flusher: the store flushes at the end of
+/// every interval and the link's outbox at every push, so durability points are explicit, and
+/// no thread keeps the file lock after the database is dropped. A restarting agent may still
+/// meet its predecessor's lock for a moment: wait up to 5 s for it.
 fn open_waiting_for_lock(path: &Path) -> sled::Result<sled::Db> {
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     loop {
-        match sled::open(path) {
+        match sled::Config::new().path(path).flush_every_ms(None).open() {
             Err(sled::Error::Io(e))
                 if e.kind() == std::io::ErrorKind::WouldBlock
                     && std::time::Instant::now() < deadline =>

@@ -279,8 +279,9 @@ impl Collector {
             .store
             .record_host(&host.sample(now))
             .and_then(|()| self.store.apply_retention(now).map(drop))
+            .and_then(|()| self.store.flush())
         {
-            error!("storing the host sample or applying retention: {e:#}");
+            error!("storing the host sample, applying retention or flushing: {e:#}");
         }
         if self.print {
             print_table(clocks.interval_start_ms, length, &intervals);
