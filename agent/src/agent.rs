@@ -107,6 +107,9 @@ pub async fn run(config: AgentConfig) -> Result<()> {
         records_tx,
         stop_rx.clone(),
     ));
+    // Subsystems that talk to the hub subscribe to their control frames here, before the
+    // link starts.
+    let control = crate::control::ControlBus::default();
     let sink = config.link.clone().map(|link_config| {
         let (tx, rx) = mpsc::channel(LINK_QUEUE);
         let identity = crate::link::AgentIdentity {
@@ -119,6 +122,7 @@ pub async fn run(config: AgentConfig) -> Result<()> {
             labels: config.agent.labels.clone(),
             version: env!("CARGO_PKG_VERSION").into(),
             capacity: crate::link::host_capacity(),
+            gateway: config.gateway.listen.to_string(),
         };
         let cancel = CancellationToken::new();
         let mut stop = stop_rx.clone();
@@ -129,8 +133,12 @@ pub async fn run(config: AgentConfig) -> Result<()> {
         });
         info!(hub = %link_config.hub, "linking to the hub");
         let db = store.db().clone();
+        let (channels, dispatch) = control.into_link();
+        // The dispatcher ends with the link (when it drops its end of the channels).
+        tokio::spawn(dispatch);
+        let status = watch::channel(crate::link::LinkStatus::default()).0;
         tasks.spawn(async move {
-            crate::link::run(link_config, identity, db, rx, cancel)
+            crate::link::run_with_control(link_config, identity, db, rx, channels, cancel, status)
                 .await
                 .context("link to the hub")
         });

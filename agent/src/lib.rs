@@ -8,6 +8,7 @@
 pub mod agent;
 pub mod cgroup;
 pub mod config;
+pub mod control;
 pub mod forecast;
 pub mod gateway;
 pub mod link;

@@ -54,6 +54,7 @@ async fn without_a_hub_batches_are_kept_up_to_the_bound_and_drops_are_counted() 
         labels: Default::default(),
         version: "test".into(),
         capacity: client::host_capacity(),
+        gateway: String::new(),
     };
     let db = sled::open(dir.path().join("db")).unwrap();
     let (batches, rx) = mpsc::channel(64);

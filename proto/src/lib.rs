@@ -8,6 +8,34 @@
 pub mod link {
     pub mod v1 {
         tonic::include_proto!("synapse.link.v1");
+
+        impl frame::Body {
+            /// The frame's kind, as named in logs, metrics and refusals.
+            pub fn kind(&self) -> &'static str {
+                match self {
+                    Self::Hello(_) => "hello",
+                    Self::Welcome(_) => "welcome",
+                    Self::Heartbeat(_) => "heartbeat",
+                    Self::Telemetry(_) => "telemetry",
+                    Self::Ack(_) => "ack",
+                    Self::Error(_) => "error",
+                }
+            }
+
+            /// Frames of the link itself (handshake, telemetry, acks, heartbeats, refusals);
+            /// every other frame is a control frame of a subsystem.
+            pub fn is_link(&self) -> bool {
+                matches!(
+                    self,
+                    Self::Hello(_)
+                        | Self::Welcome(_)
+                        | Self::Heartbeat(_)
+                        | Self::Telemetry(_)
+                        | Self::Ack(_)
+                        | Self::Error(_)
+                )
+            }
+        }
     }
 }
 

@@ -14,6 +14,7 @@
 //!     labels: Default::default(),
 //!     version: env!("CARGO_PKG_VERSION").into(),
 //!     capacity: link::host_capacity(),
+//!     gateway: config.gateway.listen.to_string(),
 //! };
 //! tokio::spawn(link::run(config.link.clone(), identity, db.clone(), rx, shutdown.clone()));
 //! // On every telemetry tick; `try_send` so that serving never waits on the link:
@@ -21,7 +22,10 @@
 //! ```
 
 pub use synapse_link::{
-    client::{AgentIdentity, LinkConfig, LinkError, LinkStatus, host_capacity, run, run_reporting},
+    client::{
+        AgentIdentity, ControlChannels, LinkConfig, LinkError, LinkStatus, host_capacity, run,
+        run_reporting, run_with_control,
+    },
     outbox::OutboxStats,
 };
 pub use synapse_proto::link::v1::{Capacity, FunctionInterval, Tier};

@@ -112,6 +112,7 @@ async fn main() -> anyhow::Result<()> {
         labels,
         version: env!("CARGO_PKG_VERSION").into(),
         capacity: client::host_capacity(),
+        gateway: String::new(),
     };
     let config = LinkConfig {
         hub: cli.hub.clone(),

@@ -14,7 +14,9 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 
 use crate::registry::Registry;
+pub use auth::require_operator;
 pub use service::ConsoleService;
+pub use tonic::service::RoutesBuilder;
 
 /// Why the console could not start.
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +53,18 @@ pub async fn serve(
     registry: Registry,
     shutdown: CancellationToken,
 ) -> Result<(), ConsoleError> {
+    serve_with(listener, tls, registry, RoutesBuilder::default(), shutdown).await
+}
+
+/// Serves the console and the subsystems' services in `more` (each wrapped in
+/// [`require_operator`] by its subsystem) on `listener` until `shutdown`.
+pub async fn serve_with(
+    listener: tokio::net::TcpListener,
+    tls: ConsoleTls<'_>,
+    registry: Registry,
+    more: RoutesBuilder,
+    shutdown: CancellationToken,
+) -> Result<(), ConsoleError> {
     let tls_config = ServerTlsConfig::new()
         .identity(Identity::from_pem(read(tls.cert)?, read(tls.key)?))
         .client_ca_root(Certificate::from_pem(read(tls.ca)?));
@@ -65,6 +79,7 @@ pub async fn serve(
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
     Server::builder()
         .tls_config(tls_config)?
+        .add_routes(more.routes())
         .add_service(health_service)
         .add_service(reflection)
         .add_service(console)

@@ -18,6 +18,7 @@ use tokio::sync::mpsc;
 
 use super::{
     LinkContext,
+    control::{ConnectedAgent, Handled},
     writer::{self, Outgoing},
 };
 use crate::{
@@ -43,14 +44,7 @@ impl Refusal {
 }
 
 fn kind(body: &Body) -> &'static str {
-    match body {
-        Body::Hello(_) => "hello",
-        Body::Welcome(_) => "welcome",
-        Body::Heartbeat(_) => "heartbeat",
-        Body::Telemetry(_) => "telemetry",
-        Body::Ack(_) => "ack",
-        Body::Error(_) => "error",
-    }
+    body.kind()
 }
 
 pub async fn handle(context: Arc<LinkContext>, incoming: quinn::Incoming, id: u64) {
@@ -127,6 +121,11 @@ pub async fn handle(context: Arc<LinkContext>, incoming: quinn::Incoming, id: u6
                 close: refusal.close,
             })
             .await;
+    }
+    if context.outlet.close(&peer.name, id) {
+        for handler in &context.handlers {
+            handler.disconnected(&peer.name);
+        }
     }
     drop(queue);
     let _ = writer.await;
@@ -219,6 +218,25 @@ impl Session<'_> {
             })
     }
 
+    /// Hands a control frame to the first subsystem that takes it.
+    fn control(&self, body: Body) -> Result<(), Refusal> {
+        let kind = kind(&body);
+        let mut body = body;
+        for handler in &self.context.handlers {
+            let handled = tokio::task::block_in_place(|| handler.frame(self.agent, body))
+                .map_err(|r| Refusal::new(close_code::PROTOCOL, r.code, r.message))?;
+            match handled {
+                Handled::Consumed => return Ok(()),
+                Handled::Declined(declined) => body = declined,
+            }
+        }
+        Err(Refusal::new(
+            close_code::PROTOCOL,
+            "protocol",
+            format!("no subsystem of this hub takes {kind} frames"),
+        ))
+    }
+
     async fn run(&self, reader: &mut FrameReader) -> Result<(), Refusal> {
         let context = self.context;
         let first = tokio::time::timeout(context.handshake_timeout, self.next(reader))
@@ -264,6 +282,13 @@ impl Session<'_> {
             hub_id: context.hub_id.clone(),
         }))
         .await?;
+        context.outlet.open(self.agent, self.id, self.queue.clone());
+        let connected = ConnectedAgent::from_hello(&hello, self.connection.rtt());
+        tokio::task::block_in_place(|| {
+            for handler in &context.handlers {
+                handler.connected(&connected);
+            }
+        });
 
         while let Some(body) = self.next(reader).await? {
             context
@@ -319,6 +344,7 @@ impl Session<'_> {
                     }))
                     .await?;
                 }
+                other if !other.is_link() => self.control(other)?,
                 other => {
                     return Err(Refusal::new(
                         close_code::PROTOCOL,

@@ -3,6 +3,7 @@
 //! the protocol is closed alone, and the endpoint keeps serving every other agent.
 
 mod connection;
+pub mod control;
 mod writer;
 
 use std::{
@@ -20,6 +21,9 @@ use crate::{
     metrics::{HubMetrics, ReasonLabel},
     registry::{Durability, Registry},
 };
+pub use control::{
+    AgentOutlet, ConnectedAgent, ControlHandler, ControlRefusal, Handled, OutletError,
+};
 
 /// What every connection task shares.
 pub struct LinkContext {
@@ -33,6 +37,10 @@ pub struct LinkContext {
     /// The current connection of each agent, so that a reconnecting agent replaces its
     /// half-dead predecessor.
     current: Mutex<HashMap<String, (u64, quinn::Connection)>>,
+    /// Sends control frames to connected agents.
+    outlet: AgentOutlet,
+    /// The subsystems that take control frames, asked in order.
+    handlers: Vec<Arc<dyn ControlHandler>>,
 }
 
 impl LinkContext {
@@ -53,7 +61,20 @@ impl LinkContext {
             handshake_timeout,
             next_connection: AtomicU64::new(1),
             current: Mutex::new(HashMap::new()),
+            outlet: AgentOutlet::default(),
+            handlers: Vec::new(),
         }
+    }
+
+    /// Adds a subsystem that takes control frames from agents.
+    pub fn with_handler(mut self, handler: Arc<dyn ControlHandler>) -> Self {
+        self.handlers.push(handler);
+        self
+    }
+
+    /// The outlet through which subsystems send control frames to connected agents.
+    pub fn outlet(&self) -> AgentOutlet {
+        self.outlet.clone()
     }
 
     fn current(&self) -> std::sync::MutexGuard<'_, HashMap<String, (u64, quinn::Connection)>> {

@@ -8,7 +8,7 @@ mod session;
 
 use std::{collections::BTreeMap, net::SocketAddr, sync::Arc};
 
-use synapse_proto::link::v1::{Capacity, FunctionInterval, Tier};
+use synapse_proto::link::v1::{Capacity, FunctionInterval, Tier, frame::Body};
 use tokio::sync::{Notify, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
@@ -29,6 +29,28 @@ pub struct AgentIdentity {
     pub labels: BTreeMap<String, String>,
     pub version: String,
     pub capacity: Capacity,
+    /// Address (host:port) of the agent's invocation gateway, told to the hub so that other
+    /// tiers can forward invocations here; empty when the agent has none.
+    pub gateway: String,
+}
+
+/// The agent's subsystems (learning, placement, rollouts) talk to the hub through control
+/// frames: every frame that is not one of the link's own (`Body::is_link`).
+pub struct ControlChannels {
+    /// Frames to send to the hub. They wait here while the link is down and leave, in order,
+    /// once it is up again; senders use `try_send` so that a long outage never blocks them.
+    pub to_hub: mpsc::Receiver<Body>,
+    /// Control frames received from the hub, in arrival order.
+    pub from_hub: mpsc::Sender<Body>,
+}
+
+impl ControlChannels {
+    /// Channels that carry nothing, for a link with telemetry only.
+    pub fn none() -> Self {
+        let (_, to_hub) = mpsc::channel(1);
+        let (from_hub, _) = mpsc::channel(1);
+        Self { to_hub, from_hub }
+    }
 }
 
 /// Resources of this host, read with sysinfo.
@@ -87,7 +109,21 @@ pub async fn run_reporting(
     config: LinkConfig,
     identity: AgentIdentity,
     db: sled::Db,
+    batches: mpsc::Receiver<Vec<FunctionInterval>>,
+    shutdown: CancellationToken,
+    status: watch::Sender<LinkStatus>,
+) -> Result<(), LinkError> {
+    let control = ControlChannels::none();
+    run_with_control(config, identity, db, batches, control, shutdown, status).await
+}
+
+/// [`run_reporting`], and control frames exchanged with the hub through `control`.
+pub async fn run_with_control(
+    config: LinkConfig,
+    identity: AgentIdentity,
+    db: sled::Db,
     mut batches: mpsc::Receiver<Vec<FunctionInterval>>,
+    mut control: ControlChannels,
     shutdown: CancellationToken,
     status: watch::Sender<LinkStatus>,
 ) -> Result<(), LinkError> {
@@ -144,7 +180,7 @@ pub async fn run_reporting(
                 status: &status,
                 shutdown: &shutdown,
             };
-            let outcome = session.run().await;
+            let outcome = session.run(&mut control).await;
             status.send_modify(|s| {
                 s.connected = false;
                 s.last_error = outcome.error.as_ref().map(|e| e.to_string());

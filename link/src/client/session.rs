@@ -8,7 +8,7 @@ use synapse_proto::link::v1::{Frame, Heartbeat, Hello, frame::Body};
 use tokio::sync::{Notify, mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
-use super::{AgentIdentity, LinkConfig, LinkStatus};
+use super::{AgentIdentity, ControlChannels, LinkConfig, LinkStatus};
 use crate::{
     LINK_VERSIONS, close_code,
     codec::{FrameError, FrameReader, write_frame},
@@ -62,13 +62,20 @@ fn now_ms() -> i64 {
 }
 
 impl Session<'_> {
-    pub async fn run(&self) -> Outcome {
+    pub async fn run(&self, control: &mut ControlChannels) -> Outcome {
         let mut established = false;
-        let error = self.connect_and_serve(&mut established).await.err();
+        let error = self
+            .connect_and_serve(control, &mut established)
+            .await
+            .err();
         Outcome { established, error }
     }
 
-    async fn connect_and_serve(&self, established: &mut bool) -> Result<(), SessionError> {
+    async fn connect_and_serve(
+        &self,
+        control: &mut ControlChannels,
+        established: &mut bool,
+    ) -> Result<(), SessionError> {
         let addr = tokio::net::lookup_host(&self.config.hub)
             .await
             .ok()
@@ -78,7 +85,7 @@ impl Session<'_> {
         let connection = tokio::time::timeout(self.config.connect_timeout, connecting)
             .await
             .map_err(|_| SessionError::Timeout)??;
-        let result = self.serve(&connection, established).await;
+        let result = self.serve(&connection, control, established).await;
         let (code, reason): (u32, &[u8]) = if self.shutdown.is_cancelled() {
             (close_code::SHUTDOWN, b"agent shutting down")
         } else {
@@ -91,6 +98,7 @@ impl Session<'_> {
     async fn serve(
         &self,
         connection: &quinn::Connection,
+        control: &mut ControlChannels,
         established: &mut bool,
     ) -> Result<(), SessionError> {
         let (mut send, recv) = connection.open_bi().await?;
@@ -101,6 +109,7 @@ impl Session<'_> {
             version: self.identity.version.clone(),
             link_versions: LINK_VERSIONS.to_vec(),
             capacity: Some(self.identity.capacity),
+            gateway: self.identity.gateway.clone(),
         };
         write_frame(
             &mut send,
@@ -123,7 +132,7 @@ impl Session<'_> {
             }
         });
         let result = self
-            .exchange(connection, &mut send, &mut frames, established)
+            .exchange(connection, &mut send, &mut frames, control, established)
             .await;
         reader_task.abort();
         result
@@ -153,6 +162,7 @@ impl Session<'_> {
         connection: &quinn::Connection,
         send: &mut quinn::SendStream,
         frames: &mut mpsc::Receiver<Result<Option<Frame>, FrameError>>,
+        control: &mut ControlChannels,
         established: &mut bool,
     ) -> Result<(), SessionError> {
         let welcome = tokio::time::timeout(self.config.connect_timeout, frames.recv())
@@ -174,6 +184,7 @@ impl Session<'_> {
 
         let mut cursor = 0u64;
         let mut in_flight = 0usize;
+        let mut control_open = true;
         let mut heartbeat = tokio::time::interval(self.config.heartbeat_interval);
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -198,6 +209,10 @@ impl Session<'_> {
                     return Ok(());
                 }
                 _ = self.wake.notified(), if in_flight < self.config.max_in_flight => {}
+                body = control.to_hub.recv(), if control_open => match body {
+                    Some(body) => write_frame(send, &Frame { body: Some(body) }).await?,
+                    None => control_open = false,
+                },
                 _ = heartbeat.tick() => {
                     let stats = self.heartbeat(send).await?;
                     let rtt_ms = connection.rtt().as_secs_f64() * 1e3;
@@ -211,6 +226,10 @@ impl Session<'_> {
                         self.status.send_modify(|s| s.outbox = stats);
                     }
                     Body::Heartbeat(_) => {}
+                    other if !other.is_link() => {
+                        // A subsystem that went away no longer wants its frames.
+                        let _ = control.from_hub.send(other).await;
+                    }
                     other => return Err(unexpected(other)),
                 },
             }
@@ -234,13 +253,5 @@ fn next_body(frame: Option<Result<Option<Frame>, FrameError>>) -> Result<Body, S
 }
 
 fn unexpected(body: Body) -> SessionError {
-    let name = match body {
-        Body::Hello(_) => "hello",
-        Body::Welcome(_) => "welcome",
-        Body::Heartbeat(_) => "heartbeat",
-        Body::Telemetry(_) => "telemetry",
-        Body::Ack(_) => "ack",
-        Body::Error(_) => "error",
-    };
-    SessionError::Protocol(name.into())
+    SessionError::Protocol(body.kind().into())
 }

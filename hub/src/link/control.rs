@@ -1,0 +1,187 @@
+//! Control frames: after the welcome, the hub's subsystems (federation, placement, rollouts)
+//! and the agents exchange frames of their own on the same stream as telemetry
+//! (`Body::is_link` is false for them).
+//!
+//! A subsystem receives what agents send through a [`ControlHandler`] registered on the
+//! [`super::LinkContext`], and sends to connected agents through an [`AgentOutlet`]. Sending
+//! never waits: a frame for an agent that is away is refused at once, and the subsystem
+//! catches the agent up in [`ControlHandler::connected`] when it returns.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::{Arc, Mutex, MutexGuard},
+    time::Duration,
+};
+
+use synapse_proto::link::v1::{Capacity, Frame, Hello, Tier, frame::Body};
+use tokio::sync::mpsc;
+
+use super::writer::Outgoing;
+
+/// An agent the hub just welcomed, as its hello described it.
+#[derive(Debug, Clone)]
+pub struct ConnectedAgent {
+    pub agent: String,
+    pub tier: Tier,
+    pub labels: BTreeMap<String, String>,
+    pub version: String,
+    pub capacity: Capacity,
+    /// Where the agent's gateway accepts forwarded invocations; empty when it has none.
+    pub gateway: String,
+    /// The QUIC connection's smoothed round-trip time when it was welcomed.
+    pub rtt: Duration,
+}
+
+impl ConnectedAgent {
+    pub(super) fn from_hello(hello: &Hello, rtt: Duration) -> Self {
+        Self {
+            agent: hello.agent_id.clone(),
+            tier: Tier::try_from(hello.tier).unwrap_or(Tier::Unspecified),
+            labels: hello.labels.clone().into_iter().collect(),
+            version: hello.version.clone(),
+            capacity: hello.capacity.unwrap_or_default(),
+            gateway: hello.gateway.clone(),
+            rtt,
+        }
+    }
+}
+
+/// What a handler did with a control frame.
+#[derive(Debug)]
+pub enum Handled {
+    /// The frame was this handler's; it is dealt with (accepted, or refused and counted).
+    Consumed,
+    /// Not this handler's frame: the next handler gets it.
+    Declined(Body),
+}
+
+/// A control frame so broken that the connection is closed (as a malformed frame would be).
+/// A frame that is merely wrong (a late gradient, a non-finite value) is refused and counted
+/// by its handler instead, and the connection stays.
+#[derive(Debug, Clone)]
+pub struct ControlRefusal {
+    pub code: &'static str,
+    pub message: String,
+}
+
+/// A hub subsystem that takes part in the link.
+///
+/// Each method runs on the agent's connection task: it may write to the store briefly (the
+/// task lets the runtime move other connections meanwhile) but must not wait on the network.
+pub trait ControlHandler: Send + Sync {
+    /// A control frame from `agent`.
+    fn frame(&self, agent: &str, body: Body) -> Result<Handled, ControlRefusal>;
+    /// `agent` was welcomed; its outlet is open, so the handler can send it what it missed.
+    fn connected(&self, _agent: &ConnectedAgent) {}
+    /// `agent`'s connection ended (it may already have a newer one).
+    fn disconnected(&self, _agent: &str) {}
+}
+
+/// Why a frame could not be queued for an agent.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum OutletError {
+    #[error("agent {0} is not connected")]
+    NotConnected(String),
+    #[error("agent {0} is not reading: its send queue is full")]
+    Full(String),
+}
+
+struct Peer {
+    connection: u64,
+    queue: mpsc::Sender<Outgoing>,
+}
+
+/// Sends control frames to connected agents; cheap to clone, shared by every subsystem.
+#[derive(Clone, Default)]
+pub struct AgentOutlet {
+    peers: Arc<Mutex<HashMap<String, Peer>>>,
+}
+
+impl AgentOutlet {
+    fn peers(&self) -> MutexGuard<'_, HashMap<String, Peer>> {
+        self.peers
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Queues `body` for `agent`'s current connection without waiting.
+    pub fn send(&self, agent: &str, body: Body) -> Result<(), OutletError> {
+        let peers = self.peers();
+        let peer = peers
+            .get(agent)
+            .ok_or_else(|| OutletError::NotConnected(agent.to_owned()))?;
+        let kind = body.kind();
+        peer.queue
+            .try_send(Outgoing::Frame(Frame { body: Some(body) }, kind))
+            .map_err(|e| match e {
+                mpsc::error::TrySendError::Full(_) => OutletError::Full(agent.to_owned()),
+                mpsc::error::TrySendError::Closed(_) => OutletError::NotConnected(agent.to_owned()),
+            })
+    }
+
+    /// Agents connected right now, sorted.
+    pub fn agents(&self) -> Vec<String> {
+        let mut agents: Vec<String> = self.peers().keys().cloned().collect();
+        agents.sort();
+        agents
+    }
+
+    pub fn is_connected(&self, agent: &str) -> bool {
+        self.peers().contains_key(agent)
+    }
+
+    pub(super) fn open(&self, agent: &str, connection: u64, queue: mpsc::Sender<Outgoing>) {
+        self.peers()
+            .insert(agent.to_owned(), Peer { connection, queue });
+    }
+
+    /// Closes `agent`'s outlet if it still belongs to `connection`; true when it did.
+    pub(super) fn close(&self, agent: &str, connection: u64) -> bool {
+        let mut peers = self.peers();
+        if peers
+            .get(agent)
+            .is_some_and(|peer| peer.connection == connection)
+        {
+            peers.remove(agent);
+            true
+        } else {
+            false
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use synapse_proto::link::v1::Heartbeat;
+
+    #[test]
+    fn a_frame_for_an_absent_agent_is_refused_at_once() {
+        let outlet = AgentOutlet::default();
+        let body = Body::Heartbeat(Heartbeat::default());
+        assert_eq!(
+            outlet.send("edge-1", body),
+            Err(OutletError::NotConnected("edge-1".into()))
+        );
+    }
+
+    #[test]
+    fn a_full_queue_is_reported_and_an_older_connection_cannot_close_a_newer_one() {
+        let outlet = AgentOutlet::default();
+        let (tx, _rx) = mpsc::channel(1);
+        outlet.open("edge-1", 2, tx);
+        assert!(
+            outlet
+                .send("edge-1", Body::Heartbeat(Heartbeat::default()))
+                .is_ok()
+        );
+        assert_eq!(
+            outlet.send("edge-1", Body::Heartbeat(Heartbeat::default())),
+            Err(OutletError::Full("edge-1".into()))
+        );
+        assert!(!outlet.close("edge-1", 1), "connection 1 was replaced by 2");
+        assert_eq!(outlet.agents(), vec!["edge-1".to_owned()]);
+        assert!(outlet.close("edge-1", 2));
+        assert!(!outlet.is_connected("edge-1"));
+    }
+}
