@@ -9,6 +9,7 @@ pub mod agent;
 pub mod cgroup;
 pub mod config;
 pub mod control;
+pub mod drive;
 pub mod forecast;
 pub mod gateway;
 pub mod link;

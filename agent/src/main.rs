@@ -26,6 +26,9 @@ enum Command {
     /// Replay recorded traces through the shipped forecasters and pool policies, side by side
     /// with the baselines, on a virtual clock.
     Replay(synapse_agent::replay::ReplayArgs),
+    /// Replay a recorded trace through real gateways, time-compressed, and count what they
+    /// answered (warm, cold, forwarded, failed).
+    Drive(synapse_agent::drive::DriveArgs),
 }
 
 fn main() -> ExitCode {
@@ -70,5 +73,6 @@ fn dispatch(command: Command) -> Result<()> {
             Ok(())
         }
         Command::Replay(args) => synapse_agent::replay::run(args),
+        Command::Drive(args) => synapse_agent::drive::run(args),
     }
 }
