@@ -25,6 +25,8 @@ pub enum ConfigError {
         column: usize,
         message: String,
     },
+    #[error("{path}: [rollouts] {message}")]
+    Rollouts { path: String, message: String },
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -38,6 +40,7 @@ pub struct HubConfig {
     pub link: LinkConfig,
     pub console: ConsoleConfig,
     pub metrics: MetricsConfig,
+    pub rollouts: RolloutsConfig,
 }
 
 /// Certificates of the hub; the same CA signs agents' and operators' certificates.
@@ -85,6 +88,118 @@ pub struct MetricsConfig {
     pub listen: SocketAddr,
 }
 
+/// Fleet rollouts (`synapsectl rollouts`).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RolloutsConfig {
+    /// Steps of a rollout that names none. Default `["1/tier", "10%", "50%", "100%"]`.
+    pub steps: Vec<String>,
+    /// Bake time of each step of a rollout that names none. Default `5m`.
+    #[serde(with = "humantime_serde")]
+    pub bake: Duration,
+    /// How often the engine checks bake times and sends what agents miss. Default `1s`.
+    #[serde(with = "humantime_serde")]
+    pub tick: Duration,
+    pub gates: GateThresholds,
+    pub models: ModelPolicy,
+}
+
+/// How much worse the updated hosts may be than the hosts not yet updated.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct GateThresholds {
+    /// Error-rate gates and cold starts judge nothing below this many gateway invocations
+    /// on the updated hosts in a step's window. Default 20.
+    pub min_invocations: u64,
+    /// Largest increase of the invocation error rate (a share, 0..1). Default 0.02.
+    pub max_error_rate_increase: f64,
+    /// Largest increase of the cold-start rate (cold invocations per invocation). Default 0.1.
+    pub max_cold_start_rate_increase: f64,
+    /// Largest ratio of updated to not-updated p99 gateway latency. Default 1.5.
+    pub max_p99_ratio: f64,
+    /// Added to the p99 limit, so that sub-millisecond noise fails nothing. Default `50ms`.
+    #[serde(with = "humantime_serde")]
+    pub p99_slack: Duration,
+    /// Largest ratio of updated to not-updated mean absolute forecast error. Default 1.1.
+    pub max_forecast_error_ratio: f64,
+    /// Updated hosts that may fail to apply the version (or not run it by the end of the
+    /// bake) before the step fails. Default 0.
+    pub max_apply_failures: u32,
+}
+
+/// The rollout every new forecaster version from a federated round goes through.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelPolicy {
+    /// Default `["1/tier", "100%"]`: a canary per tier, then everyone.
+    pub steps: Vec<String>,
+    /// Default `10m`.
+    #[serde(with = "humantime_serde")]
+    pub bake: Duration,
+}
+
+impl Default for RolloutsConfig {
+    fn default() -> Self {
+        Self {
+            steps: ["1/tier", "10%", "50%", "100%"].map(String::from).to_vec(),
+            bake: Duration::from_secs(300),
+            tick: Duration::from_secs(1),
+            gates: GateThresholds::default(),
+            models: ModelPolicy::default(),
+        }
+    }
+}
+
+impl Default for GateThresholds {
+    fn default() -> Self {
+        Self {
+            min_invocations: 20,
+            max_error_rate_increase: 0.02,
+            max_cold_start_rate_increase: 0.1,
+            max_p99_ratio: 1.5,
+            p99_slack: Duration::from_millis(50),
+            max_forecast_error_ratio: 1.1,
+            max_apply_failures: 0,
+        }
+    }
+}
+
+impl Default for ModelPolicy {
+    fn default() -> Self {
+        Self {
+            steps: ["1/tier", "100%"].map(String::from).to_vec(),
+            bake: Duration::from_secs(600),
+        }
+    }
+}
+
+impl RolloutsConfig {
+    /// Checks what serde cannot: step texts, finite non-negative thresholds, a tick.
+    pub fn validate(&self) -> Result<(), String> {
+        crate::rollout::parse_steps(&self.steps).map_err(|e| format!("steps: {e}"))?;
+        crate::rollout::parse_steps(&self.models.steps)
+            .map_err(|e| format!("models.steps: {e}"))?;
+        let g = &self.gates;
+        for (name, value) in [
+            ("max_error_rate_increase", g.max_error_rate_increase),
+            (
+                "max_cold_start_rate_increase",
+                g.max_cold_start_rate_increase,
+            ),
+            ("max_p99_ratio", g.max_p99_ratio),
+            ("max_forecast_error_ratio", g.max_forecast_error_ratio),
+        ] {
+            if !value.is_finite() || value < 0.0 {
+                return Err(format!("gates.{name} = {value}: must be finite and ≥ 0"));
+            }
+        }
+        if self.tick.is_zero() {
+            return Err("tick must be longer than 0".into());
+        }
+        Ok(())
+    }
+}
+
 impl Default for HubConfig {
     fn default() -> Self {
         Self {
@@ -94,6 +209,7 @@ impl Default for HubConfig {
             link: LinkConfig::default(),
             console: ConsoleConfig::default(),
             metrics: MetricsConfig::default(),
+            rollouts: RolloutsConfig::default(),
         }
     }
 }
@@ -148,7 +264,7 @@ impl HubConfig {
 
     /// Parses configuration text; `origin` names it in errors.
     pub fn parse(text: &str, origin: &str) -> Result<Self, ConfigError> {
-        toml::from_str(text).map_err(|e| {
+        let config: Self = toml::from_str(text).map_err(|e| {
             let offset = e.span().map(|span| span.start).unwrap_or(0);
             let before = &text[..offset.min(text.len())];
             let line = before.matches('\n').count() + 1;
@@ -159,7 +275,15 @@ impl HubConfig {
                 column,
                 message: e.message().to_owned(),
             }
-        })
+        })?;
+        config
+            .rollouts
+            .validate()
+            .map_err(|message| ConfigError::Rollouts {
+                path: origin.to_owned(),
+                message,
+            })?;
+        Ok(config)
     }
 }
 
@@ -205,6 +329,15 @@ mod tests {
             HubConfig::parse(text, "hub.example.toml").unwrap(),
             HubConfig::default()
         );
+    }
+
+    #[test]
+    fn a_rollout_step_that_does_not_parse_is_refused() {
+        let text = "[rollouts]\nsteps = [\"1/tier\", \"50%\"]\n";
+        let message = HubConfig::parse(text, "hub.toml").unwrap_err().to_string();
+        assert!(message.contains("last step must be 100%"), "{message}");
+        let text = "[rollouts.gates]\nmax_p99_ratio = nan\n";
+        assert!(HubConfig::parse(text, "hub.toml").is_err());
     }
 
     #[test]

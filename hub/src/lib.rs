@@ -7,6 +7,7 @@
 //! - [`link`]: the QUIC server agents connect to.
 //! - [`console`]: the operators' gRPC console.
 //! - [`metrics`]: Prometheus metrics `synapse_hub_*`.
+//! - [`rollout`]: fleet rollouts of function versions, models and agent settings in gated steps.
 
 pub mod certs;
 pub mod config;
@@ -14,3 +15,4 @@ pub mod console;
 pub mod link;
 pub mod metrics;
 pub mod registry;
+pub mod rollout;

@@ -19,6 +19,8 @@ pub mod link {
                     Self::Telemetry(_) => "telemetry",
                     Self::Ack(_) => "ack",
                     Self::Error(_) => "error",
+                    Self::DesiredVersions(_) => "desired_versions",
+                    Self::RunningVersions(_) => "running_versions",
                 }
             }
 

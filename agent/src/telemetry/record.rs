@@ -80,6 +80,13 @@ impl FunctionInterval {
             cold_start_counts: self.cold_start.counts.clone(),
             cold_start_sum_s: self.cold_start.sum_s,
             idle_instance_s: self.idle_instance_s,
+            gateway_invocations: self.warm_invocations
+                + self.cold_invocations
+                + self.failed_invocations,
+            failed_invocations: self.failed_invocations,
+            cold_invocations: self.cold_invocations,
+            invocation_bounds_s: super::histogram::LATENCY_BOUNDS_S.to_vec(),
+            invocation_counts: self.invocation.counts.clone(),
         }
     }
 }

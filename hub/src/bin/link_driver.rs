@@ -84,6 +84,7 @@ fn batch(cli: &Cli, now_ms: i64) -> Vec<FunctionInterval> {
             cold_start_counts: vec![0, 1, 0],
             cold_start_sum_s: 0.1,
             idle_instance_s: 0.0,
+            ..Default::default()
         })
         .collect()
 }

@@ -38,6 +38,8 @@ pub struct AgentTotals {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+// Records written before a field existed read it as its default.
+#[serde(default)]
 pub struct FunctionShare {
     pub tier: i32,
     pub invocations: u64,
@@ -48,6 +50,13 @@ pub struct FunctionShare {
     pub cold_start_bounds_s: Vec<f64>,
     pub cold_start_counts: Vec<u64>,
     pub last_interval_unix_ms: i64,
+    /// Gateway invocations, those answered with an error and those that waited for a cold
+    /// start; rollout gates compare them between hosts.
+    pub gateway_invocations: u64,
+    pub failed_invocations: u64,
+    pub cold_invocations: u64,
+    pub invocation_bounds_s: Vec<f64>,
+    pub invocation_counts: Vec<u64>,
 }
 
 impl FunctionShare {
@@ -64,6 +73,21 @@ impl FunctionShare {
             self.idle_instance_s += interval.idle_instance_s;
         }
         self.last_interval_unix_ms = self.last_interval_unix_ms.max(interval.start_unix_ms);
+        self.gateway_invocations = self
+            .gateway_invocations
+            .saturating_add(interval.gateway_invocations);
+        self.failed_invocations = self
+            .failed_invocations
+            .saturating_add(interval.failed_invocations);
+        self.cold_invocations = self
+            .cold_invocations
+            .saturating_add(interval.cold_invocations);
+        add_histogram(
+            &mut self.invocation_bounds_s,
+            &mut self.invocation_counts,
+            &interval.invocation_bounds_s,
+            &interval.invocation_counts,
+        );
         let bounds = &interval.cold_start_bounds_s;
         let counts = &interval.cold_start_counts;
         if bounds.is_empty() || bounds.len() != counts.len() {
@@ -76,6 +100,20 @@ impl FunctionShare {
         for (kept, added) in self.cold_start_counts.iter_mut().zip(counts) {
             *kept = kept.saturating_add(*added);
         }
+    }
+}
+
+/// Adds a histogram under equal bounds; other bounds replace the kept ones.
+fn add_histogram(bounds: &mut Vec<f64>, counts: &mut Vec<u64>, new_bounds: &[f64], new: &[u64]) {
+    if new_bounds.is_empty() || new_bounds.len() != new.len() {
+        return;
+    }
+    if bounds != new_bounds {
+        *bounds = new_bounds.to_vec();
+        *counts = vec![0; new_bounds.len()];
+    }
+    for (kept, added) in counts.iter_mut().zip(new) {
+        *kept = kept.saturating_add(*added);
     }
 }
 

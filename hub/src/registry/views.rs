@@ -80,7 +80,7 @@ impl Registry {
     }
 
     /// Every share of `function` (or of all functions when `None`), as (function, agent, share).
-    fn shares(
+    pub fn shares(
         &self,
         function: Option<&str>,
     ) -> Result<Vec<(String, String, FunctionShare)>, RegistryError> {

@@ -1,0 +1,429 @@
+//! The engine end to end on a real sled store and registry: agents registered as the link
+//! would, telemetry counted as the link would, and the clock passed in, so every test is
+//! deterministic.
+
+use std::time::Duration;
+
+use synapse_proto::link::v1::{FunctionInterval, Hello, RunningVersion, TelemetryBatch};
+
+use super::*;
+use crate::{config::RolloutsConfig, link::AgentOutlet, registry::Registry};
+
+const BAKE_MS: i64 = 1_000;
+
+struct Fleet {
+    _dir: tempfile::TempDir,
+    db: sled::Db,
+    registry: Registry,
+    engine: RolloutEngine,
+    sequence: u64,
+}
+
+fn config() -> RolloutsConfig {
+    let mut config = RolloutsConfig::default();
+    config.gates.min_invocations = 10;
+    config
+}
+
+impl Fleet {
+    /// Two edge hosts, one regional, one cloud.
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::open(dir.path()).unwrap();
+        let registry = Registry::open(&db, Duration::from_secs(5)).unwrap();
+        for (i, (agent, tier)) in [
+            ("edge-1", 1),
+            ("edge-2", 1),
+            ("regional-1", 2),
+            ("cloud-1", 3),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let hello = Hello {
+                agent_id: agent.into(),
+                tier,
+                ..Default::default()
+            };
+            registry
+                .connect(&hello, 1, i as u64, Duration::ZERO)
+                .unwrap();
+        }
+        let engine =
+            RolloutEngine::new(&db, registry.clone(), AgentOutlet::default(), config()).unwrap();
+        Self {
+            _dir: dir,
+            db,
+            registry,
+            engine,
+            sequence: 0,
+        }
+    }
+
+    fn reopen_engine(&mut self) {
+        self.engine = RolloutEngine::new(
+            &self.db,
+            self.registry.clone(),
+            AgentOutlet::default(),
+            config(),
+        )
+        .unwrap();
+    }
+
+    /// `agent` served `invocations` of fn-a, `failed` of them with an error, all at 5 ms.
+    fn served(&mut self, agent: &str, invocations: u64, failed: u64) {
+        self.sequence += 1;
+        let batch = TelemetryBatch {
+            sequence: self.sequence,
+            intervals: vec![FunctionInterval {
+                function: "fn-a".into(),
+                gateway_invocations: invocations,
+                failed_invocations: failed,
+                invocation_bounds_s: vec![0.01, 0.1, 1.0],
+                invocation_counts: vec![invocations, 0, 0],
+                ..Default::default()
+            }],
+        };
+        self.registry.apply(agent, 1, &batch).unwrap();
+    }
+
+    fn everyone_served(&mut self, failing: &[&str]) {
+        for agent in ["edge-1", "edge-2", "regional-1", "cloud-1"] {
+            let failed = if failing.contains(&agent) { 50 } else { 0 };
+            self.served(agent, 50, failed);
+        }
+    }
+
+    fn start(&self, version: &str) -> Rollout {
+        self.engine
+            .start(StartRequest {
+                target: Target::Function("fn-a".into()),
+                new: Desired {
+                    version: version.into(),
+                    payload: format!(
+                        "name = \"fn-a\"\nversion = \"{version}\"\ncommand = \"/bin/fn\"\n"
+                    ),
+                    sha256: String::new(),
+                },
+                selector: Default::default(),
+                steps: Some(vec!["1/tier".into(), "50%".into(), "100%".into()]),
+                bake: Some(Duration::from_millis(BAKE_MS as u64)),
+                who: "alice".into(),
+                reason: "new build".into(),
+            })
+            .unwrap()
+    }
+
+    fn rollout(&self, id: &str) -> Rollout {
+        self.engine
+            .history(None, 100)
+            .unwrap()
+            .into_iter()
+            .find(|r| r.id == id)
+            .unwrap()
+    }
+
+    /// Every selected host reports the version the engine wants it to run.
+    fn agents_apply(&self) {
+        for agent in ["edge-1", "edge-2", "regional-1", "cloud-1"] {
+            let desired = self.engine.desired(agent).unwrap();
+            let running = desired
+                .iter()
+                .map(|(target, d)| RunningVersion {
+                    target: target.to_string(),
+                    version: d.version.clone(),
+                    ..Default::default()
+                })
+                .collect();
+            self.engine.running_reported(agent, running);
+        }
+    }
+}
+
+#[test]
+fn a_good_version_goes_through_every_step() {
+    let mut fleet = Fleet::new();
+    let id = fleet.start("2").id;
+    assert_eq!(fleet.rollout(&id).state, State::Pending);
+    let t0 = registry_now();
+    fleet.engine.tick(t0).unwrap();
+    let r = fleet.rollout(&id);
+    assert_eq!((r.state, r.step), (State::Progressing, 0));
+    let canaries: Vec<&str> = r.updated_hosts().iter().map(|(h, _)| h.as_str()).collect();
+    assert_eq!(
+        canaries,
+        ["edge-1", "regional-1", "cloud-1"],
+        "one host per tier"
+    );
+    assert_eq!(
+        fleet.engine.desired("edge-2").unwrap()[&r.target].version,
+        "",
+        "not yet"
+    );
+
+    let mut now = t0;
+    for step in 0..3 {
+        fleet.agents_apply();
+        fleet.everyone_served(&[]);
+        fleet.engine.tick(now + BAKE_MS - 1).unwrap();
+        assert_eq!(fleet.rollout(&id).step, step, "the bake is not over yet");
+        now += BAKE_MS;
+        fleet.engine.tick(now).unwrap();
+    }
+    let r = fleet.rollout(&id);
+    assert_eq!(r.state, State::Succeeded, "{:#?}", r.history);
+    let passed: Vec<u32> = r
+        .history
+        .iter()
+        .filter(|e| e.event == "step_passed")
+        .map(|e| e.step)
+        .collect();
+    assert_eq!(passed, [0, 1, 2]);
+    assert!(
+        r.history[1]
+            .gates
+            .iter()
+            .any(|g| g.gate == "error_rate" && g.passed)
+    );
+    assert_eq!(r.history[0].who, "alice");
+    for agent in ["edge-1", "edge-2", "regional-1", "cloud-1"] {
+        assert_eq!(
+            fleet.engine.desired(agent).unwrap()[&r.target].version,
+            "2",
+            "{agent}"
+        );
+    }
+    assert!(fleet.engine.active().unwrap().is_empty());
+}
+
+#[test]
+fn a_version_that_fails_invocations_is_rolled_back_at_the_canary_step() {
+    let mut fleet = Fleet::new();
+    let id = fleet.start("2").id;
+    let t0 = registry_now();
+    fleet.engine.tick(t0).unwrap();
+    fleet.agents_apply();
+    fleet.everyone_served(&["edge-1", "regional-1", "cloud-1"]);
+    fleet.engine.tick(t0 + BAKE_MS).unwrap();
+    let r = fleet.rollout(&id);
+    assert_eq!((r.state, r.step), (State::RolledBack, 0));
+    let failed = r.history.iter().find(|e| e.event == "step_failed").unwrap();
+    let gate = failed.gates.iter().find(|g| !g.passed).unwrap();
+    assert_eq!(gate.gate, "error_rate");
+    assert_eq!((gate.updated, gate.baseline), (1.0, 0.0));
+    assert!(
+        failed
+            .detail
+            .contains("error_rate: updated 1.0000 vs baseline 0.0000"),
+        "{}",
+        failed.detail
+    );
+    for agent in ["edge-1", "regional-1", "cloud-1"] {
+        assert_eq!(
+            fleet.engine.desired(agent).unwrap()[&r.target].version,
+            "",
+            "{agent} back to its own config"
+        );
+    }
+}
+
+#[test]
+fn a_host_that_cannot_apply_counts_against_the_gate() {
+    let mut fleet = Fleet::new();
+    let id = fleet.start("2").id;
+    let t0 = registry_now();
+    fleet.engine.tick(t0).unwrap();
+    fleet.agents_apply();
+    fleet.engine.running_reported(
+        "cloud-1",
+        vec![RunningVersion {
+            target: "fn-a".into(),
+            version: String::new(),
+            refused_version: "2".into(),
+            error: "unknown field `comand`".into(),
+        }],
+    );
+    fleet.everyone_served(&[]);
+    fleet.engine.tick(t0 + BAKE_MS).unwrap();
+    let r = fleet.rollout(&id);
+    assert_eq!(r.state, State::RolledBack);
+    let failed = r.history.iter().find(|e| e.event == "step_failed").unwrap();
+    let gate = failed.gates.iter().find(|g| !g.passed).unwrap();
+    assert_eq!(gate.gate, "agent_health");
+    assert!(
+        gate.detail.contains("cloud-1: unknown field"),
+        "{}",
+        gate.detail
+    );
+}
+
+#[test]
+fn only_one_active_rollout_per_target() {
+    let fleet = Fleet::new();
+    fleet.start("2");
+    let err = fleet
+        .engine
+        .start(StartRequest {
+            target: Target::Function("fn-a".into()),
+            new: Desired {
+                version: "3".into(),
+                payload: "name = \"fn-a\"\nversion = \"3\"\n".into(),
+                sha256: String::new(),
+            },
+            selector: Default::default(),
+            steps: None,
+            bake: None,
+            who: "bob".into(),
+            reason: String::new(),
+        })
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("already has an active rollout"),
+        "{err}"
+    );
+}
+
+#[test]
+fn pause_holds_the_step_resume_bakes_it_again_abort_restores_and_promote_finishes() {
+    let mut fleet = Fleet::new();
+    let id = fleet.start("2").id;
+    let t0 = registry_now();
+    fleet.engine.tick(t0).unwrap();
+    fleet
+        .engine
+        .operate("fn-a", Operation::Pause, "bob", "checking")
+        .unwrap();
+    fleet.agents_apply();
+    fleet.everyone_served(&[]);
+    fleet.engine.tick(t0 + 10 * BAKE_MS).unwrap();
+    let r = fleet.rollout(&id);
+    assert_eq!(
+        (r.state, r.step),
+        (State::Paused, 0),
+        "a paused rollout does not move"
+    );
+    let resumed = fleet
+        .engine
+        .operate(&id, Operation::Resume, "bob", "fine")
+        .unwrap();
+    fleet
+        .engine
+        .tick(resumed.step_started_unix_ms + BAKE_MS - 1)
+        .unwrap();
+    assert_eq!(fleet.rollout(&id).step, 0, "resume starts the bake again");
+    let r = fleet
+        .engine
+        .operate(&id, Operation::Promote, "bob", "hotfix")
+        .unwrap();
+    assert_eq!(r.state, State::Succeeded);
+    assert_eq!(
+        fleet.engine.desired("edge-2").unwrap()[&r.target].version,
+        "2"
+    );
+
+    let id = fleet.start("3").id;
+    fleet.engine.tick(registry_now()).unwrap();
+    assert_eq!(
+        fleet.engine.desired("edge-1").unwrap()[&Target::Function("fn-a".into())].version,
+        "3"
+    );
+    let r = fleet
+        .engine
+        .operate(&id, Operation::Abort, "carol", "wrong build")
+        .unwrap();
+    assert_eq!(r.state, State::Aborted);
+    assert_eq!(
+        fleet.engine.desired("edge-1").unwrap()[&r.target].version,
+        "2",
+        "back to the version the last rollout settled"
+    );
+    let events: Vec<(&str, &str)> = r
+        .history
+        .iter()
+        .map(|e| (e.event.as_str(), e.who.as_str()))
+        .collect();
+    assert_eq!(events, [("started", "alice"), ("aborted", "carol")]);
+    assert!(
+        fleet
+            .engine
+            .operate(&id, Operation::Resume, "carol", "")
+            .is_err()
+    );
+}
+
+#[test]
+fn a_restarted_engine_resumes_at_the_same_step() {
+    let mut fleet = Fleet::new();
+    let id = fleet.start("2").id;
+    let t0 = registry_now();
+    fleet.engine.tick(t0).unwrap();
+    fleet.agents_apply();
+    fleet.everyone_served(&[]);
+    fleet.engine.tick(t0 + BAKE_MS).unwrap();
+    assert_eq!(fleet.rollout(&id).step, 1);
+    fleet.reopen_engine();
+    let r = fleet.engine.get("fn-a").unwrap();
+    assert_eq!((r.state, r.step), (State::Progressing, 1));
+    assert_eq!(
+        r.step_started_unix_ms,
+        t0 + BAKE_MS,
+        "the step's bake clock survives"
+    );
+    fleet.agents_apply();
+    fleet.everyone_served(&[]);
+    fleet.engine.tick(t0 + 2 * BAKE_MS).unwrap();
+    assert_eq!(fleet.rollout(&id).step, 2);
+}
+
+#[test]
+fn a_worse_model_is_rolled_back_by_the_forecast_gate() {
+    let mut fleet = Fleet::new();
+    let sha = "ab".repeat(32);
+    let r = fleet
+        .engine
+        .start_model("round-7", &sha, "federated round 7")
+        .unwrap();
+    assert_eq!(
+        r.steps.len(),
+        2,
+        "the model policy: a canary per tier, then all"
+    );
+    let t0 = registry_now();
+    fleet.engine.tick(t0).unwrap();
+    let mut on_new = fleet.engine.agents_for_model("round-7").unwrap();
+    on_new.sort();
+    assert_eq!(on_new, ["cloud-1", "edge-1", "regional-1"]);
+    fleet.agents_apply();
+    fleet.everyone_served(&[]);
+    for agent in &on_new {
+        fleet
+            .engine
+            .record_forecast_errors(agent, 30.0, 10)
+            .unwrap();
+    }
+    fleet
+        .engine
+        .record_forecast_errors("edge-2", 20.0, 10)
+        .unwrap();
+    // The model policy bakes 10 minutes by default.
+    fleet.engine.tick(t0 + 600_000).unwrap();
+    let r = fleet.rollout(&r.id);
+    assert_eq!(r.state, State::RolledBack, "{:#?}", r.history);
+    let failed = r.history.iter().find(|e| e.event == "step_failed").unwrap();
+    let gate = failed.gates.iter().find(|g| !g.passed).unwrap();
+    assert_eq!(
+        (gate.gate.as_str(), gate.updated, gate.baseline),
+        ("forecast_error", 3.0, 2.0)
+    );
+    assert!(fleet.engine.agents_for_model("round-7").unwrap().is_empty());
+    assert!(
+        fleet
+            .engine
+            .record_forecast_errors("edge-1", f64::NAN, 1)
+            .is_err()
+    );
+}
+
+fn registry_now() -> i64 {
+    crate::registry::now_ms()
+}
