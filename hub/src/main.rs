@@ -11,6 +11,7 @@ use synapse_hub::{
     link::{self, LinkContext},
     metrics::{self, HubMetrics},
     registry::{Durability, Registry},
+    rollout::{RolloutEngine, service::RolloutsService},
 };
 use synapse_link::tls::{self, TlsFiles};
 use tokio_util::sync::CancellationToken;
@@ -87,14 +88,25 @@ async fn run(config: HubConfig) -> anyhow::Result<()> {
         "hub serving"
     );
 
-    let context = Arc::new(LinkContext::new(
+    let context = LinkContext::new(
         config.hub_id.clone(),
         registry.clone(),
         durability,
         metrics.clone(),
         config.link.max_frame_bytes,
         config.link.handshake_timeout,
-    ));
+    );
+    let rollouts = RolloutEngine::new(
+        &db,
+        registry.clone(),
+        context.outlet(),
+        config.rollouts.clone(),
+    )
+    .context("cannot open the rollout store")?;
+    let context = Arc::new(context.with_handler(Arc::new(rollouts.clone())));
+    let rollouts_task = tokio::spawn(rollouts.clone().run(shutdown.clone()));
+    let mut routes = console::RoutesBuilder::default();
+    RolloutsService::add_to(rollouts, &mut routes);
     let link_task = tokio::spawn(link::serve(endpoint, context, shutdown.clone()));
     let console_task = tokio::spawn({
         let (registry, shutdown, tls) = (registry.clone(), shutdown.clone(), config.tls.clone());
@@ -104,7 +116,7 @@ async fn run(config: HubConfig) -> anyhow::Result<()> {
                 cert: &tls.cert,
                 key: &tls.key,
             };
-            console::serve(console_listener, files, registry, shutdown).await
+            console::serve_with(console_listener, files, registry, routes, shutdown).await
         }
     });
     let metrics_task = tokio::spawn(metrics::serve(metrics_listener, metrics, shutdown.clone()));
@@ -117,6 +129,7 @@ async fn run(config: HubConfig) -> anyhow::Result<()> {
     }
     shutdown.cancel();
     link_task.await.context("link task")?;
+    rollouts_task.await.context("rollout task")?;
     console_task
         .await
         .context("console task")?

@@ -49,6 +49,11 @@ fn read(path: &PathBuf) -> anyhow::Result<Vec<u8>> {
 
 impl Connection {
     async fn connect(&self) -> anyhow::Result<ConsoleClient<Channel>> {
+        Ok(ConsoleClient::new(self.channel().await?))
+    }
+
+    /// A TLS channel to the console, for every service it serves.
+    async fn channel(&self) -> anyhow::Result<Channel> {
         let dir = crate::tls_dir();
         let ca = self.ca.clone().unwrap_or_else(|| dir.join("ca.pem"));
         let cert = self
@@ -69,7 +74,7 @@ impl Connection {
             .connect()
             .await
             .with_context(|| format!("cannot reach the hub console at {}", self.hub))?;
-        Ok(ConsoleClient::new(channel))
+        Ok(channel)
     }
 }
 
@@ -88,6 +93,9 @@ fn clear_screen() {
 }
 
 pub async fn run(connection: &Connection, output: Output, command: Command) -> anyhow::Result<()> {
+    if let Command::Rollouts { command } = command {
+        return crate::rollouts::run(connection.channel().await?, output, command).await;
+    }
     let mut client = connection.connect().await?;
     match command {
         Command::Agents { watch: false } => {
@@ -150,6 +158,7 @@ pub async fn run(connection: &Connection, output: Output, command: Command) -> a
         Command::Agents { watch: true } => watch(&mut client, output, true).await?,
         Command::Functions { watch: true } => watch(&mut client, output, false).await?,
         Command::Certs { .. } => bail!("certs does not use the console"),
+        Command::Rollouts { .. } => unreachable!("rollouts are handled above"),
     }
     Ok(())
 }

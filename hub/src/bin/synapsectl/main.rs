@@ -1,10 +1,12 @@
 //! `synapsectl`: the operators' command line. `certs` manages the fleet's CA and
 //! certificates offline; `agents`, `agent`, `functions` and `stats` read the hub's console
-//! over gRPC with an operator certificate, as tables or `-o json`, once or `--watch`.
+//! over gRPC with an operator certificate, as tables or `-o json`, once or `--watch`;
+//! `rollouts` starts and steers fleet rollouts.
 
 mod certs;
 mod console;
 mod render;
+mod rollouts;
 
 use std::path::PathBuf;
 
@@ -55,6 +57,11 @@ enum Command {
         /// Keep printing as the function changes.
         #[arg(long)]
         watch: bool,
+    },
+    /// Start, follow and steer fleet rollouts.
+    Rollouts {
+        #[command(subcommand)]
+        command: rollouts::RolloutsCommand,
     },
 }
 
