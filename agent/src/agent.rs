@@ -93,6 +93,10 @@ pub async fn run(config: AgentConfig) -> Result<()> {
         shutdown: stop_rx.clone(),
     });
     let runtime = Runtime::new(&config.functions, env);
+    // Versions applied by rollouts replace the configured ones before any pool starts.
+    let mut rollouts =
+        crate::rollout::Rollouts::restore(runtime.clone(), store.db(), &config.functions)
+            .context("restoring the versions rollouts applied")?;
     let mut tasks = JoinSet::new();
     tasks.spawn(crate::metrics::serve(
         config.metrics.listen,
@@ -109,7 +113,10 @@ pub async fn run(config: AgentConfig) -> Result<()> {
     ));
     // Subsystems that talk to the hub subscribe to their control frames here, before the
     // link starts.
-    let control = crate::control::ControlBus::default();
+    let mut control = crate::control::ControlBus::default();
+    let rollout_frames = rollouts.subscribe(&mut control);
+    let (link_status, link_watch) = watch::channel(crate::link::LinkStatus::default());
+    tasks.spawn(rollouts.run(rollout_frames, link_watch, stop_rx.clone()));
     let sink = config.link.clone().map(|link_config| {
         let (tx, rx) = mpsc::channel(LINK_QUEUE);
         let identity = crate::link::AgentIdentity {
@@ -136,7 +143,7 @@ pub async fn run(config: AgentConfig) -> Result<()> {
         let (channels, dispatch) = control.into_link();
         // The dispatcher ends with the link (when it drops its end of the channels).
         tokio::spawn(dispatch);
-        let status = watch::channel(crate::link::LinkStatus::default()).0;
+        let status = link_status;
         tasks.spawn(async move {
             crate::link::run_with_control(link_config, identity, db, rx, channels, cancel, status)
                 .await

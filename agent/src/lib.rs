@@ -16,6 +16,7 @@ pub mod link;
 pub mod metrics;
 pub mod policy;
 pub mod replay;
+pub mod rollout;
 pub mod runtime;
 pub mod shutdown;
 pub mod store;

@@ -7,7 +7,8 @@
 //! zero) or after `--max-requests`. For tests it can misbehave on purpose: a request whose
 //! query has `crash` aborts the process, `alloc_mb=N` allocates and touches N MiB, and
 //! `--crash-once-file F` aborts on the first request of the first instance (the one that
-//! creates F).
+//! creates F). `--fail-rate R` (0..=1) answers that share of requests with 500, spread
+//! evenly over the requests (R = 1 fails every one), like a broken build of a function.
 
 use std::{
     io::{BufRead as _, BufReader, Read as _, Write as _},
@@ -27,6 +28,7 @@ struct Options {
     idle_exit: Option<Duration>,
     max_requests: Option<u64>,
     crash_once_file: Option<String>,
+    fail_rate: f64,
 }
 
 fn parse() -> Result<Options, String> {
@@ -37,6 +39,7 @@ fn parse() -> Result<Options, String> {
         idle_exit: None,
         max_requests: None,
         crash_once_file: None,
+        fail_rate: 0.0,
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -59,10 +62,17 @@ fn parse() -> Result<Options, String> {
                 )
             }
             "--crash-once-file" => o.crash_once_file = Some(value()?),
+            "--fail-rate" => {
+                let rate: f64 = value()?.parse().map_err(|e| format!("--fail-rate: {e}"))?;
+                if !(0.0..=1.0).contains(&rate) {
+                    return Err(format!("--fail-rate {rate} is not between 0 and 1"));
+                }
+                o.fail_rate = rate;
+            }
             "--help" | "-h" => {
                 println!(
                     "usage: synapse-sample-fn [--listen ADDR] [--init-ms N] [--work-ms N] \
-                     [--idle-exit-ms N] [--max-requests N]"
+                     [--idle-exit-ms N] [--max-requests N] [--fail-rate R]"
                 );
                 std::process::exit(0);
             }
@@ -121,7 +131,9 @@ fn main() {
             std::process::abort();
         }
         let in_flight = in_flight.clone();
-        let handle = thread::spawn(move || serve(stream, work, &in_flight));
+        // Request n fails when the running count of failures owed, n × rate, steps up.
+        let fails = (n as f64 * o.fail_rate).floor() > ((n - 1) as f64 * o.fail_rate).floor();
+        let handle = thread::spawn(move || serve(stream, work, fails, &in_flight));
         if last {
             let _ = handle.join();
             std::process::exit(0);
@@ -131,7 +143,7 @@ fn main() {
 
 /// One request. `in_flight` counts the requests being worked on; it drops before the answer
 /// is written, so a client that sends its next request on an answer never sees it high.
-fn serve(stream: TcpStream, work: Duration, in_flight: &AtomicU64) {
+fn serve(stream: TcpStream, work: Duration, fails: bool, in_flight: &AtomicU64) {
     let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
     let mut reader = BufReader::new(&stream);
     let mut request_line = String::new();
@@ -184,9 +196,14 @@ fn serve(stream: TcpStream, work: Duration, in_flight: &AtomicU64) {
         now,
         body.iter().map(|&b| u64::from(b)).sum::<u64>()
     );
+    let status = if fails {
+        "500 Internal Server Error"
+    } else {
+        "200 OK"
+    };
     let _ = write!(
         &stream,
-        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
+        "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{}",
         reply.len(),
         reply
     );

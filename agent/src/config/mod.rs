@@ -335,6 +335,18 @@ impl AgentConfig {
     }
 }
 
+/// Checks one function's spec as the configuration file's functions are checked (for specs
+/// that arrive later, by rollout); the error names the field.
+pub fn check_function(spec: &FunctionSpec) -> Result<(), String> {
+    let config = AgentConfig {
+        functions: vec![spec.clone()],
+        ..AgentConfig::default()
+    };
+    config
+        .validate()
+        .map_err(|(field, reason)| format!("{field}: {reason}"))
+}
+
 pub fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 64

@@ -103,7 +103,7 @@ async fn invoke(
     body: Body,
 ) -> Response {
     let arrived = Instant::now();
-    let Some(f) = gw.runtime.function(&name).cloned() else {
+    let Some(f) = gw.runtime.function(&name) else {
         return error(
             StatusCode::NOT_FOUND,
             format!("no function named `{name}` on this agent"),

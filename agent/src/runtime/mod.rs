@@ -113,6 +113,9 @@ pub struct FunctionRuntime {
     minute: Mutex<Minute>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     started: Instant,
+    /// Replaced by a newer version: it starts nothing, retires its idle instances at once
+    /// and its manager ends once the last instance has.
+    retired: std::sync::atomic::AtomicBool,
 }
 
 impl FunctionRuntime {
@@ -147,6 +150,7 @@ impl FunctionRuntime {
             }),
             tasks: Mutex::new(Vec::new()),
             started: Instant::now(),
+            retired: std::sync::atomic::AtomicBool::new(false),
             spec,
             id,
             env,
@@ -165,6 +169,26 @@ impl FunctionRuntime {
 
     fn label(&self) -> crate::metrics::FunctionLabel {
         Metrics::label(&self.spec.name)
+    }
+
+    /// Stops this pool (a version that could not be applied): nothing new starts, idle
+    /// instances stop, and its manager ends with the last one.
+    pub fn retire_pool(&self) {
+        self.retired.store(true, Ordering::Relaxed);
+    }
+
+    pub fn is_retired(&self) -> bool {
+        self.retired.load(Ordering::Relaxed)
+    }
+
+    /// Ready instances now.
+    pub fn ready(&self) -> u32 {
+        self.pool().ready()
+    }
+
+    /// Why the last instance failed, if one did.
+    pub fn last_failure(&self) -> Option<String> {
+        self.pool().last_failure.clone()
     }
 
     /// Starts one more instance when the pool may grow.
@@ -316,6 +340,9 @@ impl FunctionRuntime {
             let now = Instant::now();
             self.tick(now, now.duration_since(last));
             last = now;
+            if self.is_retired() && self.pool().alive() == 0 {
+                break;
+            }
         }
         let tasks: Vec<JoinHandle<()>> =
             std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|p| p.into_inner()));
@@ -350,10 +377,17 @@ impl FunctionRuntime {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .plan(now_s);
-        let target = held_target(plan.target, &self.spec, &self.placement);
-        let keep_alive = plan
-            .keep_alive
-            .clamp(self.spec.keep_alive_min, self.spec.keep_alive_max);
+        let (target, keep_alive) = if self.is_retired() {
+            (0, Duration::ZERO)
+        } else {
+            let keep_alive = plan
+                .keep_alive
+                .clamp(self.spec.keep_alive_min, self.spec.keep_alive_max);
+            (
+                held_target(plan.target, &self.spec, &self.placement),
+                keep_alive,
+            )
+        };
         let mut pool = self.pool();
         while pool.alive() < target && self.start_instance(&mut pool) {}
         for seq in pool.expired(keep_alive, target, now) {
@@ -385,10 +419,11 @@ fn held_target(target: u32, spec: &FunctionSpec, share: &PlacementShare) -> u32 
         .min(spec.max_instances)
 }
 
-/// Every function's runtime, by name.
+/// Every function's runtime, by name. The map is shared by every clone and swappable: a new
+/// version of a function replaces its runtime for every invocation that arrives afterwards.
 #[derive(Default, Clone)]
 pub struct Runtime {
-    functions: BTreeMap<String, Arc<FunctionRuntime>>,
+    functions: Arc<std::sync::RwLock<BTreeMap<String, Arc<FunctionRuntime>>>>,
 }
 
 impl Runtime {
@@ -403,15 +438,50 @@ impl Runtime {
                 )
             })
             .collect();
-        Self { functions }
+        Self {
+            functions: Arc::new(std::sync::RwLock::new(functions)),
+        }
     }
 
-    pub fn function(&self, name: &str) -> Option<&Arc<FunctionRuntime>> {
-        self.functions.get(name)
+    fn map(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Arc<FunctionRuntime>>> {
+        self.functions.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub fn functions(&self) -> impl Iterator<Item = &Arc<FunctionRuntime>> {
-        self.functions.values()
+    pub fn function(&self, name: &str) -> Option<Arc<FunctionRuntime>> {
+        self.map().get(name).cloned()
+    }
+
+    pub fn functions(&self) -> impl Iterator<Item = Arc<FunctionRuntime>> + use<> {
+        self.map().values().cloned().collect::<Vec<_>>().into_iter()
+    }
+
+    /// A runtime for `spec` beside the current one of its function, with the same telemetry
+    /// id and instance numbers after the current ones (so cgroups never collide); it serves
+    /// nothing until [`Runtime::swap`]. `None` when the function is not on this agent.
+    pub fn prepare(&self, spec: FunctionSpec) -> Option<Arc<FunctionRuntime>> {
+        let current = self.function(&spec.name)?;
+        let next = FunctionRuntime::new(spec, current.id, current.env.clone());
+        // Far past the current numbers: the current runtime keeps starting instances while
+        // the next one warms up.
+        next.next_seq.store(
+            current.next_seq.load(Ordering::Relaxed) + 1_000_000,
+            Ordering::Relaxed,
+        );
+        Some(next)
+    }
+
+    /// Makes `next` its function's runtime for every new invocation, and retires the one it
+    /// replaces: invocations already on it finish, then its instances stop.
+    pub fn swap(&self, next: Arc<FunctionRuntime>) -> Option<Arc<FunctionRuntime>> {
+        let old = self
+            .functions
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(next.spec.name.clone(), next);
+        if let Some(old) = &old {
+            old.retired.store(true, Ordering::Relaxed);
+        }
+        old
     }
 }
 

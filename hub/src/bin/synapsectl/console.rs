@@ -158,7 +158,7 @@ pub async fn run(connection: &Connection, output: Output, command: Command) -> a
         Command::Agents { watch: true } => watch(&mut client, output, true).await?,
         Command::Functions { watch: true } => watch(&mut client, output, false).await?,
         Command::Certs { .. } => bail!("certs does not use the console"),
-        Command::Rollouts { .. } => unreachable!("rollouts are handled above"),
+        Command::Rollouts { .. } => bail!("rollouts are handled above"),
     }
     Ok(())
 }

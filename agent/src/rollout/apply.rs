@@ -1,0 +1,115 @@
+//! Applying one function version: check the spec, warm its pool beside the running one,
+//! swap, persist. Any failure leaves the running version in place and says why.
+
+use std::time::Duration;
+
+use synapse_proto::link::v1::DesiredVersion;
+use tokio::sync::watch;
+
+use super::{Applied, Rollouts};
+use crate::config::{FunctionSpec, check_function};
+
+/// Longest wait for the new pool's first ready instance, whatever its `ready_timeout`.
+const MAX_WARM_WAIT: Duration = Duration::from_secs(30);
+const WARM_POLL: Duration = Duration::from_millis(50);
+
+/// The spec a rollout carries for `target` at `version`, checked: it must parse as one
+/// function, name `target`, carry `version`, and pass the configuration file's checks. The
+/// empty version is the function as configured.
+pub fn checked_spec(
+    target: &str,
+    version: &str,
+    payload: &str,
+    configured: &std::collections::BTreeMap<String, FunctionSpec>,
+) -> Result<FunctionSpec, String> {
+    if !configured.contains_key(target) {
+        return Err(match target {
+            "model" | "settings" => {
+                format!("{target}: this agent does not apply {target} versions live")
+            }
+            _ => format!("function {target} is not configured on this agent"),
+        });
+    }
+    if version.is_empty() {
+        return Ok(configured[target].clone());
+    }
+    let spec: FunctionSpec =
+        toml::from_str(payload).map_err(|e| format!("function spec: {}", e.message()))?;
+    if spec.name != target {
+        return Err(format!("the spec names {:?}, not {target:?}", spec.name));
+    }
+    if spec.version != version {
+        return Err(format!(
+            "the spec's version is {:?}, not {version:?}",
+            spec.version
+        ));
+    }
+    check_function(&spec)?;
+    if let Some(command) = &spec.command
+        && command.is_absolute()
+        && !command.is_file()
+    {
+        return Err(format!("command {} does not exist", command.display()));
+    }
+    Ok(spec)
+}
+
+/// Applies `desired` to its function: the new pool warms beside the running one, then takes
+/// every new invocation; the old pool drains and retires.
+pub async fn function_version(
+    rollouts: &mut Rollouts,
+    desired: &DesiredVersion,
+    stop: &mut watch::Receiver<bool>,
+) -> Result<(), String> {
+    let target = desired.target.as_str();
+    let spec = checked_spec(
+        target,
+        &desired.version,
+        &desired.payload,
+        &rollouts.configured,
+    )?;
+    let want = spec.min_warm.min(1);
+    let wait = spec.ready_timeout.min(MAX_WARM_WAIT);
+    let next = rollouts
+        .runtime
+        .prepare(spec)
+        .ok_or_else(|| format!("function {target} is not running on this agent"))?;
+    rollouts.managers.spawn(next.clone().manage());
+    let deadline = tokio::time::Instant::now() + wait;
+    while next.ready() < want {
+        if tokio::time::Instant::now() >= deadline || *stop.borrow() {
+            next.retire_pool();
+            let why = next
+                .last_failure()
+                .map(|f| format!(": {f}"))
+                .unwrap_or_default();
+            return Err(format!(
+                "no instance of version {} became ready within {wait:?}{why}",
+                desired.version
+            ));
+        }
+        tokio::time::sleep(WARM_POLL).await;
+    }
+    rollouts.runtime.swap(next);
+    let kept = if desired.version.is_empty() {
+        rollouts.applied.remove(target.as_bytes()).map(|_| ())
+    } else {
+        let applied = Applied {
+            version: desired.version.clone(),
+            payload: desired.payload.clone(),
+        };
+        let value = serde_json::to_vec(&applied).map_err(|e| e.to_string())?;
+        rollouts
+            .applied
+            .insert(target.as_bytes(), value)
+            .map(|_| ())
+    };
+    // The swap is done and is what runs; a version not kept is lost only by a restart.
+    if let Err(e) = kept.and_then(|()| rollouts.applied.flush().map(|_| ())) {
+        tracing::error!(
+            function = target,
+            "applied, but not kept for a restart: {e}"
+        );
+    }
+    Ok(())
+}

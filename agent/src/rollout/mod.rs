@@ -1,0 +1,203 @@
+//! The agent's side of fleet rollouts: it applies the versions the hub's rollout engine
+//! wants (`DesiredVersions`) and reports what it runs (`RunningVersions`) after every change,
+//! after every frame from the engine and on every (re)connection.
+//!
+//! A function version is applied atomically: the new spec is checked as the configuration
+//! file's would be, its pool is started beside the current one and warmed (up to
+//! `min(min_warm, 1)` ready instances), then the function map is swapped, so every new
+//! invocation goes to the new pool while the old one finishes what it holds and retires. A
+//! version that cannot be applied (bad spec, instances that never become ready) is reported
+//! with the reason and the agent keeps the version it runs. Applied versions are kept in the
+//! agent's sled store and restored at start, so a restarted agent runs what it was told.
+//!
+//! Targets `model` and `settings` are refused with the reason: this agent applies neither
+//! live yet (see the README).
+
+mod apply;
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use synapse_proto::link::v1::{DesiredVersion, RunningVersion, RunningVersions, frame::Body};
+use tokio::{sync::mpsc, sync::watch, task::JoinSet};
+use tracing::{info, warn};
+
+use crate::{
+    config::FunctionSpec,
+    control::{ControlBus, ToHub},
+    runtime::Runtime,
+};
+
+/// The control frames this module takes.
+pub const KINDS: &[&str] = &["desired_versions"];
+const TREE: &str = "rollout_applied";
+
+/// A version applied by rollout, as persisted.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Applied {
+    pub version: String,
+    pub payload: String,
+}
+
+/// Why applied versions could not be read or kept.
+#[derive(Debug, thiserror::Error)]
+pub enum RolloutStoreError {
+    #[error("rollout store: {0}")]
+    Sled(#[from] sled::Error),
+    #[error("applied version of {target} is corrupt: {source}")]
+    Corrupt {
+        target: String,
+        source: serde_json::Error,
+    },
+}
+
+/// Applies desired versions to the runtime and reports to the hub.
+pub struct Rollouts {
+    runtime: Runtime,
+    applied: sled::Tree,
+    /// The functions as the configuration file has them (version "" restores these).
+    configured: BTreeMap<String, FunctionSpec>,
+    /// What this agent runs per target, as reported.
+    running: BTreeMap<String, RunningVersion>,
+    to_hub: Option<ToHub>,
+    /// Managers of pools started by rollouts; they end with their pool or at shutdown.
+    managers: JoinSet<()>,
+}
+
+impl Rollouts {
+    /// Opens the applied versions and puts them in the runtime before any pool starts, so
+    /// the agent's managers start the versions it was told to run.
+    pub fn restore(
+        runtime: Runtime,
+        db: &sled::Db,
+        configured: &[FunctionSpec],
+    ) -> Result<Self, RolloutStoreError> {
+        let applied = db.open_tree(TREE)?;
+        let mut this = Self {
+            runtime,
+            applied,
+            configured: configured
+                .iter()
+                .map(|f| (f.name.clone(), f.clone()))
+                .collect(),
+            running: BTreeMap::new(),
+            to_hub: None,
+            managers: JoinSet::new(),
+        };
+        for entry in this.applied.iter() {
+            let (key, value) = entry?;
+            let target = String::from_utf8_lossy(&key).into_owned();
+            let kept: Applied =
+                serde_json::from_slice(&value).map_err(|source| RolloutStoreError::Corrupt {
+                    target: target.clone(),
+                    source,
+                })?;
+            match apply::checked_spec(&target, &kept.version, &kept.payload, &this.configured) {
+                Ok(spec) => {
+                    if let Some(next) = this.runtime.prepare(spec) {
+                        // Nothing runs yet: the swap is the whole change.
+                        this.runtime.swap(next);
+                        info!(function = %target, version = %kept.version, "restored the version rollouts applied");
+                        this.set_running(&target, &kept.version, None);
+                    }
+                }
+                Err(e) => {
+                    warn!(function = %target, version = %kept.version, "applied version no longer applies: {e}")
+                }
+            }
+        }
+        Ok(this)
+    }
+
+    /// Subscribes to the engine's frames; call before the link starts.
+    pub fn subscribe(&mut self, control: &mut ControlBus) -> mpsc::Receiver<Body> {
+        self.to_hub = Some(control.to_hub());
+        control.subscribe(KINDS)
+    }
+
+    fn set_running(&mut self, target: &str, version: &str, refused: Option<(&str, String)>) {
+        let (refused_version, error) = refused.map(|(v, e)| (v.to_owned(), e)).unwrap_or_default();
+        self.running.insert(
+            target.to_owned(),
+            RunningVersion {
+                target: target.to_owned(),
+                version: version.to_owned(),
+                refused_version,
+                error,
+            },
+        );
+    }
+
+    fn report(&self) {
+        let Some(to_hub) = &self.to_hub else { return };
+        let targets = self.running.values().cloned().collect();
+        if let Err(e) = to_hub.send(Body::RunningVersions(RunningVersions { targets })) {
+            warn!("running versions not reported: {e}");
+        }
+    }
+
+    /// Takes the engine's frames until `stop`, reporting on every new link connection.
+    pub async fn run(
+        mut self,
+        mut frames: mpsc::Receiver<Body>,
+        mut link: watch::Receiver<crate::link::LinkStatus>,
+        mut stop: watch::Receiver<bool>,
+    ) -> anyhow::Result<()> {
+        let mut connections = 0;
+        loop {
+            tokio::select! {
+                frame = frames.recv() => match frame {
+                    Some(Body::DesiredVersions(desired)) => {
+                        for target in desired.targets {
+                            self.apply(target, &mut stop).await;
+                        }
+                        self.report();
+                    }
+                    Some(other) => warn!(kind = other.kind(), "rollouts got a frame not its own"),
+                    None => break,
+                },
+                changed = link.changed() => {
+                    if changed.is_err() {
+                        break;
+                    }
+                    let now = link.borrow_and_update().connections;
+                    if now != connections {
+                        connections = now;
+                        self.report();
+                    }
+                }
+                _ = crate::shutdown::stopped(&mut stop) => break,
+            }
+        }
+        crate::shutdown::stopped(&mut stop).await;
+        while self.managers.join_next().await.is_some() {}
+        Ok(())
+    }
+
+    async fn apply(&mut self, desired: DesiredVersion, stop: &mut watch::Receiver<bool>) {
+        let target = desired.target.clone();
+        let known = self.running.get(&target);
+        let current = known.map(|r| r.version.clone()).unwrap_or_default();
+        if current == desired.version {
+            // Already running it (an error about another version is over).
+            if known.is_some() {
+                self.set_running(&target, &current, None);
+            }
+            return;
+        }
+        if known.is_some_and(|r| r.refused_version == desired.version) {
+            // Refused already; the hub has the reason.
+            return;
+        }
+        match apply::function_version(self, &desired, stop).await {
+            Ok(()) => {
+                info!(target = %target, version = %desired.version, rollout = %desired.rollout, "applied");
+                self.set_running(&target, &desired.version, None);
+            }
+            Err(e) => {
+                warn!(target = %target, version = %desired.version, "cannot apply: {e}");
+                self.set_running(&target, &current, Some((&desired.version, e)));
+            }
+        }
+    }
+}
