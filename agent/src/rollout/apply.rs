@@ -113,3 +113,72 @@ pub async fn function_version(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn configured() -> std::collections::BTreeMap<String, FunctionSpec> {
+        let text = "[[functions]]\nname = \"fn-a\"\ncommand = \"/bin/true\"\n";
+        crate::config::AgentConfig::parse(text, "a.toml")
+            .unwrap()
+            .functions
+            .into_iter()
+            .map(|f| (f.name.clone(), f))
+            .collect()
+    }
+
+    #[test]
+    fn a_good_spec_of_a_configured_function_is_taken() {
+        let payload = "name = \"fn-a\"\nversion = \"2\"\ncommand = \"/bin/true\"\nmin_warm = 1\n";
+        let spec = checked_spec("fn-a", "2", payload, &configured()).unwrap();
+        assert_eq!((spec.version.as_str(), spec.min_warm), ("2", 1));
+        let own = checked_spec("fn-a", "", "", &configured()).unwrap();
+        assert_eq!(
+            own.version, "1",
+            "the empty version is the configured function"
+        );
+    }
+
+    #[test]
+    fn every_bad_spec_says_why() {
+        let c = configured();
+        let why = |target: &str, version: &str, payload: &str| {
+            checked_spec(target, version, payload, &c).unwrap_err()
+        };
+        assert!(why("fn-b", "2", "").contains("not configured"));
+        assert!(why("fn-a", "2", "name = ").contains("function spec"));
+        assert!(
+            why(
+                "fn-a",
+                "2",
+                "name = \"fn-a\"\nversion = \"2\"\ncomand = \"/x\"\n"
+            )
+            .contains("unknown field")
+        );
+        assert!(
+            why(
+                "fn-a",
+                "2",
+                "name = \"fn-a\"\nversion = \"3\"\ncommand = \"/bin/true\"\n"
+            )
+            .contains("not \"2\"")
+        );
+        assert!(
+            why(
+                "fn-a",
+                "2",
+                "name = \"fn-a\"\nversion = \"2\"\ncommand = \"/bin/true\"\nmin_warm = 9\n"
+            )
+            .contains("max_instances")
+        );
+        assert!(
+            why(
+                "fn-a",
+                "2",
+                "name = \"fn-a\"\nversion = \"2\"\ncommand = \"/nonexistent/fn\"\n"
+            )
+            .contains("does not exist")
+        );
+    }
+}

@@ -10,8 +10,9 @@
 //! with the reason and the agent keeps the version it runs. Applied versions are kept in the
 //! agent's sled store and restored at start, so a restarted agent runs what it was told.
 //!
-//! Targets `model` and `settings` are refused with the reason: this agent applies neither
-//! live yet (see the README).
+//! Target `model` goes to the [`ModelApplier`] the agent's forecasting registers with
+//! [`Rollouts::with_models`] (refused with the reason when none is); target `settings` is
+//! refused with the reason: no agent setting is applied live yet.
 
 mod apply;
 
@@ -51,6 +52,12 @@ pub enum RolloutStoreError {
     },
 }
 
+/// Switches the agent's forecaster to a model version (implemented where models live).
+pub trait ModelApplier: Send {
+    /// Runs model `version`, whose file must hash to `sha256`; the error says why not.
+    fn apply(&mut self, version: &str, sha256: &str) -> Result<(), String>;
+}
+
 /// Applies desired versions to the runtime and reports to the hub.
 pub struct Rollouts {
     runtime: Runtime,
@@ -62,6 +69,7 @@ pub struct Rollouts {
     to_hub: Option<ToHub>,
     /// Managers of pools started by rollouts; they end with their pool or at shutdown.
     managers: JoinSet<()>,
+    models: Option<Box<dyn ModelApplier>>,
 }
 
 impl Rollouts {
@@ -83,6 +91,7 @@ impl Rollouts {
             running: BTreeMap::new(),
             to_hub: None,
             managers: JoinSet::new(),
+            models: None,
         };
         for entry in this.applied.iter() {
             let (key, value) = entry?;
@@ -107,6 +116,12 @@ impl Rollouts {
             }
         }
         Ok(this)
+    }
+
+    /// Model versions go to `applier`.
+    pub fn with_models(mut self, applier: Box<dyn ModelApplier>) -> Self {
+        self.models = Some(applier);
+        self
     }
 
     /// Subscribes to the engine's frames; call before the link starts.
@@ -189,7 +204,15 @@ impl Rollouts {
             // Refused already; the hub has the reason.
             return;
         }
-        match apply::function_version(self, &desired, stop).await {
+        let outcome = match target.as_str() {
+            "model" => match &mut self.models {
+                Some(models) => models.apply(&desired.version, &desired.sha256),
+                None => Err("this agent has no model store to apply model versions".into()),
+            },
+            "settings" => Err("this agent applies no settings live".into()),
+            _ => apply::function_version(self, &desired, stop).await,
+        };
+        match outcome {
             Ok(()) => {
                 info!(target = %target, version = %desired.version, rollout = %desired.rollout, "applied");
                 self.set_running(&target, &desired.version, None);

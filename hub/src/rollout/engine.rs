@@ -15,7 +15,6 @@ use tokio_util::sync::CancellationToken;
 
 use super::{
     RolloutError,
-    gates::{self, GateSet, Health, Window},
     spec::{self, Host, Selector, Target},
     state::{Desired, Rollout, State},
     store::RolloutStore,
@@ -49,15 +48,15 @@ pub enum Operation {
     Promote,
 }
 
-struct Inner {
-    store: RolloutStore,
-    registry: Registry,
-    outlet: AgentOutlet,
-    config: RolloutsConfig,
+pub(super) struct Inner {
+    pub(super) store: RolloutStore,
+    pub(super) registry: Registry,
+    pub(super) outlet: AgentOutlet,
+    pub(super) config: RolloutsConfig,
     /// What each agent last reported, by target.
     running: Mutex<HashMap<String, BTreeMap<Target, RunningVersion>>>,
     /// Cumulative forecast errors per agent (sum of absolute errors, count).
-    forecasts: Mutex<HashMap<String, (f64, u64)>>,
+    pub(super) forecasts: Mutex<HashMap<String, (f64, u64)>>,
     /// Serialises read-modify-write of rollout records (tick and console operations).
     writes: Mutex<()>,
 }
@@ -65,10 +64,10 @@ struct Inner {
 /// The hub's rollout engine; cheap to clone.
 #[derive(Clone)]
 pub struct RolloutEngine {
-    inner: Arc<Inner>,
+    pub(super) inner: Arc<Inner>,
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
@@ -284,93 +283,6 @@ impl RolloutEngine {
             .and_then(|m| m.get(target).cloned())
     }
 
-    /// Cumulative totals of every selected host for the gates of `target`.
-    fn totals(&self, target: &Target) -> Result<BTreeMap<String, Window>, RolloutError> {
-        let function = match target {
-            Target::Function(name) => Some(name.as_str()),
-            Target::Model | Target::Settings => None,
-        };
-        let mut totals: BTreeMap<String, Window> = BTreeMap::new();
-        for (_, agent, share) in self.inner.registry.shares(function)? {
-            totals.entry(agent).or_default().add(&Window {
-                invocations: share.gateway_invocations,
-                failed: share.failed_invocations,
-                cold: share.cold_invocations,
-                latency_bounds_s: share.invocation_bounds_s,
-                latency_counts: share.invocation_counts,
-                ..Default::default()
-            });
-        }
-        for (agent, (sum, count)) in lock(&self.inner.forecasts).iter() {
-            let w = totals.entry(agent.clone()).or_default();
-            w.forecast_error_sum += sum;
-            w.forecasts += count;
-        }
-        Ok(totals)
-    }
-
-    fn health(&self, rollout: &Rollout) -> Health {
-        let updated = rollout.updated_hosts();
-        let mut health = Health {
-            updated: updated.len(),
-            ..Default::default()
-        };
-        for (host, _) in updated {
-            let running = self.running(host, &rollout.target);
-            let version = &rollout.new.version;
-            match running {
-                Some(r) if r.version == *version => {}
-                Some(r) if !r.error.is_empty() && r.refused_version == *version => {
-                    health.apply_failures += 1;
-                    health
-                        .first_failure
-                        .get_or_insert(format!("{host}: {}", r.error));
-                }
-                _ if self.inner.outlet.is_connected(host) => health.not_running += 1,
-                _ => health.offline += 1,
-            }
-        }
-        health
-    }
-
-    /// Judges the current step over its window.
-    pub fn judge(&self, rollout: &Rollout) -> Result<Vec<gates::GateResult>, RolloutError> {
-        let totals = self.totals(&rollout.target)?;
-        let updated_ids = rollout.updated_hosts();
-        let (mut updated, mut baseline) = (Window::default(), Window::default());
-        for (host, _) in &rollout.order {
-            let now = totals.get(host).cloned().unwrap_or_default();
-            let then = rollout.snapshot.get(host).cloned().unwrap_or_default();
-            let window = now.since(&then);
-            if updated_ids.iter().any(|(h, _)| h == host) {
-                updated.add(&window);
-            } else {
-                baseline.add(&window);
-            }
-        }
-        let set = GateSet {
-            invocations: true,
-            forecast: rollout.target == Target::Model,
-        };
-        Ok(gates::evaluate(
-            set,
-            &updated,
-            &baseline,
-            &self.health(rollout),
-            &self.inner.config.gates,
-        ))
-    }
-
-    fn snapshot(&self, rollout: &mut Rollout) -> Result<(), RolloutError> {
-        let totals = self.totals(&rollout.target)?;
-        rollout.snapshot = rollout
-            .order
-            .iter()
-            .map(|(host, _)| (host.clone(), totals.get(host).cloned().unwrap_or_default()))
-            .collect();
-        Ok(())
-    }
-
     /// One pass over every active rollout at `now` (Unix ms): begins pending ones, and
     /// judges the steps whose bake time is over.
     pub fn tick(&self, now: i64) -> Result<(), RolloutError> {
@@ -395,10 +307,32 @@ impl RolloutEngine {
                         tracing::warn!(rollout = %rollout.id, why = %rollout.history[rollout.history.len() - 2].detail, "rollout rolled back");
                     }
                 }
-                _ => continue,
+                _ => {
+                    self.catch_up(&rollout)?;
+                    continue;
+                }
             }
             self.inner.store.save(&rollout)?;
             self.push(&rollout)?;
+        }
+        Ok(())
+    }
+
+    /// Sends its desired versions again to every connected host of `rollout` that neither
+    /// runs nor refused what it should (a frame lost to a full queue is not lost for good).
+    fn catch_up(&self, rollout: &Rollout) -> Result<(), RolloutError> {
+        for (host, _) in &rollout.order {
+            let Some(desired) = rollout.desired_for(host) else {
+                continue;
+            };
+            let settled = match self.running(host, &rollout.target) {
+                Some(r) => r.version == desired.version || r.refused_version == desired.version,
+                // A host that never ran a rollout's version runs its own configuration.
+                None => desired.version.is_empty(),
+            };
+            if !settled && self.inner.outlet.is_connected(host) {
+                self.send_desired(host)?;
+            }
         }
         Ok(())
     }
