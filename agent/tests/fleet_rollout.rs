@@ -7,7 +7,7 @@
 //! the canary step by the error-rate gate; pause holds a step, resume continues, promote
 //! finishes, abort restores; a restarted agent runs what it was told; a hub restart
 //! mid-rollout resumes at the same step; an agent away during a rollout catches up when it
-//! returns. Runs as root.
+//! returns; a settings rollout changes the pools' bounds live. Runs as root.
 
 mod common;
 
@@ -445,6 +445,35 @@ fn rollouts_step_through_the_fleet_and_roll_back_a_failing_version() {
         all_running(s, "6")
     });
     assert_eq!(agents[1].invoke("fn-a", "", b"x").status, 200);
+
+    // Live settings: fn-a's pools keep two warm instances on every agent.
+    let settings = d.join("settings-s1.toml");
+    std::fs::write(&settings, "[pools.fn-a]\nmin_warm = 2\n").unwrap();
+    let started = fleet.ctl(&[
+        "rollouts",
+        "start",
+        "settings",
+        "--version",
+        "s1",
+        "--payload",
+        settings.to_str().unwrap(),
+        "--steps",
+        "1/tier,100%",
+        "--bake",
+        "2s",
+    ]);
+    let id = started[0]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("settings refused: {started}"))
+        .to_owned();
+    fleet.wait(&id, "the settings everywhere", |s| {
+        s["state"] == "succeeded" && all_running(s, "s1")
+    });
+    for a in &agents {
+        a.wait_until("two warm instances of fn-a", |a| {
+            a.metric("synapse_warm_instances{function=\"fn-a\"}") == Some(2.0)
+        });
+    }
 
     drop(traffic);
     for a in agents {

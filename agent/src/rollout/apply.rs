@@ -1,12 +1,16 @@
-//! Applying one function version: check the spec, warm its pool beside the running one,
-//! swap, persist. Any failure leaves the running version in place and says why.
+//! Applying a function version or a settings version: check everything, warm each new pool
+//! beside the running one, swap, persist. A failure leaves the running pool in place and says
+//! why.
 
 use std::time::Duration;
 
 use synapse_proto::link::v1::DesiredVersion;
 use tokio::sync::watch;
 
-use super::{Applied, Rollouts};
+use super::{
+    Applied, Rollouts,
+    settings::{Settings, bounds_differ, effective},
+};
 use crate::config::{FunctionSpec, check_function};
 
 /// Longest wait for the new pool's first ready instance, whatever its `ready_timeout`.
@@ -62,18 +66,71 @@ pub async fn function_version(
     stop: &mut watch::Receiver<bool>,
 ) -> Result<(), String> {
     let target = desired.target.as_str();
-    let spec = checked_spec(
+    let base = checked_spec(
         target,
         &desired.version,
         &desired.payload,
         &rollouts.configured,
     )?;
+    let spec = effective(&base, rollouts.settings.pools.get(target));
+    check_function(&spec)?;
+    swap_in(rollouts, spec, &desired.version, stop).await?;
+    rollouts.bases.insert(target.to_owned(), base);
+    keep(rollouts, desired);
+    Ok(())
+}
+
+/// Applies a settings version: every function it or the settings in force touch gets its
+/// pool bounds, each pool replaced as a function version would be. Everything is checked
+/// before the first pool changes.
+pub async fn settings_version(
+    rollouts: &mut Rollouts,
+    desired: &DesiredVersion,
+    stop: &mut watch::Receiver<bool>,
+) -> Result<(), String> {
+    let next = if desired.version.is_empty() {
+        Settings::default()
+    } else {
+        Settings::parse(&desired.payload, &rollouts.bases)?
+    };
+    let touched: Vec<String> = rollouts
+        .settings
+        .pools
+        .keys()
+        .chain(next.pools.keys())
+        .cloned()
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    for name in touched {
+        let Some(base) = rollouts.bases.get(&name) else {
+            continue;
+        };
+        let spec = effective(base, next.pools.get(&name));
+        let running = rollouts.runtime.function(&name).map(|f| f.spec.clone());
+        if running.is_none_or(|r| bounds_differ(&r, &spec)) {
+            swap_in(rollouts, spec, &desired.version, stop).await?;
+        }
+    }
+    rollouts.settings = next;
+    keep(rollouts, desired);
+    Ok(())
+}
+
+/// Warms a pool for `spec` beside the running one, then swaps it in.
+async fn swap_in(
+    rollouts: &mut Rollouts,
+    spec: FunctionSpec,
+    version: &str,
+    stop: &mut watch::Receiver<bool>,
+) -> Result<(), String> {
+    let name = spec.name.clone();
     let want = spec.min_warm.min(1);
     let wait = spec.ready_timeout.min(MAX_WARM_WAIT);
     let next = rollouts
         .runtime
         .prepare(spec)
-        .ok_or_else(|| format!("function {target} is not running on this agent"))?;
+        .ok_or_else(|| format!("function {name} is not running on this agent"))?;
     rollouts.managers.spawn(next.clone().manage());
     let deadline = tokio::time::Instant::now() + wait;
     while next.ready() < want {
@@ -84,34 +141,37 @@ pub async fn function_version(
                 .map(|f| format!(": {f}"))
                 .unwrap_or_default();
             return Err(format!(
-                "no instance of version {} became ready within {wait:?}{why}",
-                desired.version
+                "{name}: no instance of version {version} became ready within {wait:?}{why}"
             ));
         }
         tokio::time::sleep(WARM_POLL).await;
     }
     rollouts.runtime.swap(next);
+    Ok(())
+}
+
+/// Persists what was applied, so a restarted agent runs it again.
+fn keep(rollouts: &Rollouts, desired: &DesiredVersion) {
+    let target = desired.target.as_bytes();
     let kept = if desired.version.is_empty() {
-        rollouts.applied.remove(target.as_bytes()).map(|_| ())
+        rollouts.applied.remove(target).map(|_| ())
     } else {
         let applied = Applied {
             version: desired.version.clone(),
             payload: desired.payload.clone(),
         };
-        let value = serde_json::to_vec(&applied).map_err(|e| e.to_string())?;
-        rollouts
-            .applied
-            .insert(target.as_bytes(), value)
-            .map(|_| ())
+        match serde_json::to_vec(&applied) {
+            Ok(value) => rollouts.applied.insert(target, value).map(|_| ()),
+            Err(e) => {
+                tracing::error!(target = %desired.target, "cannot encode the applied version: {e}");
+                return;
+            }
+        }
     };
-    // The swap is done and is what runs; a version not kept is lost only by a restart.
+    // What runs is applied already; a version not kept is lost only by a restart.
     if let Err(e) = kept.and_then(|()| rollouts.applied.flush().map(|_| ())) {
-        tracing::error!(
-            function = target,
-            "applied, but not kept for a restart: {e}"
-        );
+        tracing::error!(target = %desired.target, "applied, but not kept for a restart: {e}");
     }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -10,11 +10,13 @@
 //! with the reason and the agent keeps the version it runs. Applied versions are kept in the
 //! agent's sled store and restored at start, so a restarted agent runs what it was told.
 //!
-//! Target `model` goes to the [`ModelApplier`] the agent's forecasting registers with
-//! [`Rollouts::with_models`] (refused with the reason when none is); target `settings` is
-//! refused with the reason: no agent setting is applied live yet.
+//! Target `settings` changes the live subset of the agent's settings: the functions' pool
+//! bounds (see [`settings`]). Target `model` goes to the [`ModelApplier`] the agent's
+//! forecasting registers with [`Rollouts::with_models`] (refused with the reason when none
+//! is).
 
 mod apply;
+pub mod settings;
 
 use std::collections::BTreeMap;
 
@@ -64,6 +66,10 @@ pub struct Rollouts {
     applied: sled::Tree,
     /// The functions as the configuration file has them (version "" restores these).
     configured: BTreeMap<String, FunctionSpec>,
+    /// Each function's spec before settings: configured, or the version a rollout applied.
+    bases: BTreeMap<String, FunctionSpec>,
+    /// The live settings in force.
+    settings: settings::Settings,
     /// What this agent runs per target, as reported.
     running: BTreeMap<String, RunningVersion>,
     to_hub: Option<ToHub>,
@@ -81,38 +87,69 @@ impl Rollouts {
         configured: &[FunctionSpec],
     ) -> Result<Self, RolloutStoreError> {
         let applied = db.open_tree(TREE)?;
+        let configured: BTreeMap<String, FunctionSpec> = configured
+            .iter()
+            .map(|f| (f.name.clone(), f.clone()))
+            .collect();
         let mut this = Self {
             runtime,
             applied,
-            configured: configured
-                .iter()
-                .map(|f| (f.name.clone(), f.clone()))
-                .collect(),
+            bases: configured.clone(),
+            configured,
+            settings: settings::Settings::default(),
             running: BTreeMap::new(),
             to_hub: None,
             managers: JoinSet::new(),
             models: None,
         };
+        let mut kept = BTreeMap::new();
         for entry in this.applied.iter() {
             let (key, value) = entry?;
             let target = String::from_utf8_lossy(&key).into_owned();
-            let kept: Applied =
+            let version: Applied =
                 serde_json::from_slice(&value).map_err(|source| RolloutStoreError::Corrupt {
                     target: target.clone(),
                     source,
                 })?;
-            match apply::checked_spec(&target, &kept.version, &kept.payload, &this.configured) {
+            kept.insert(target, version);
+        }
+        for (target, version) in &kept {
+            if target == "settings" {
+                continue;
+            }
+            match apply::checked_spec(target, &version.version, &version.payload, &this.configured)
+            {
                 Ok(spec) => {
-                    if let Some(next) = this.runtime.prepare(spec) {
-                        // Nothing runs yet: the swap is the whole change.
-                        this.runtime.swap(next);
-                        info!(function = %target, version = %kept.version, "restored the version rollouts applied");
-                        this.set_running(&target, &kept.version, None);
-                    }
+                    this.bases.insert(target.clone(), spec);
+                    this.set_running(target, &version.version, None);
                 }
                 Err(e) => {
-                    warn!(function = %target, version = %kept.version, "applied version no longer applies: {e}")
+                    warn!(function = %target, version = %version.version, "applied version no longer applies: {e}")
                 }
+            }
+        }
+        if let Some(version) = kept.get("settings") {
+            match settings::Settings::parse(&version.payload, &this.bases) {
+                Ok(s) => {
+                    this.settings = s;
+                    this.set_running("settings", &version.version, None);
+                }
+                Err(e) => {
+                    warn!(version = %version.version, "applied settings no longer apply: {e}")
+                }
+            }
+        }
+        // Nothing runs yet: putting the specs in the runtime is the whole change.
+        for (name, base) in &this.bases {
+            let spec = settings::effective(base, this.settings.pools.get(name));
+            let changed = this.configured.get(name).is_none_or(|c| {
+                settings::bounds_differ(c, &spec)
+                    || c.version != spec.version
+                    || kept.contains_key(name)
+            });
+            if changed && let Some(next) = this.runtime.prepare(spec) {
+                this.runtime.swap(next);
+                info!(function = %name, "restored the version rollouts applied");
             }
         }
         Ok(this)
@@ -209,7 +246,7 @@ impl Rollouts {
                 Some(models) => models.apply(&desired.version, &desired.sha256),
                 None => Err("this agent has no model store to apply model versions".into()),
             },
-            "settings" => Err("this agent applies no settings live".into()),
+            "settings" => apply::settings_version(self, &desired, stop).await,
             _ => apply::function_version(self, &desired, stop).await,
         };
         match outcome {
