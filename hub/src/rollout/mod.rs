@@ -4,13 +4,14 @@
 //!
 //! Rooms: [`spec`] (targets, steps, selector, wave order), [`state`] (the record and its
 //! state machine), [`gates`], [`payload`] (what a rollout may carry), [`store`] (sled),
-//! [`engine`] (the tick, agents' desired versions), `judge` (a step's windows), [`handler`] (the link), [`service`]
+//! [`engine`] (the tick, agents' desired versions), `judge` (a step's windows), `models` (the hook of federated learning), [`handler`] (the link), [`service`]
 //! (the console's `Rollouts` service).
 
 pub mod engine;
 pub mod gates;
 mod handler;
 mod judge;
+mod models;
 pub mod payload;
 pub mod service;
 pub mod spec;

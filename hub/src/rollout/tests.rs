@@ -427,3 +427,40 @@ fn a_worse_model_is_rolled_back_by_the_forecast_gate() {
 fn registry_now() -> i64 {
     crate::registry::now_ms()
 }
+
+#[test]
+fn federated_learning_sends_a_new_model_to_the_canaries_first() {
+    let fleet = Fleet::new();
+    let sha = "cd".repeat(32);
+    let connected: Vec<String> = ["edge-1", "edge-2", "regional-1", "cloud-1"]
+        .map(String::from)
+        .to_vec();
+    let mut first = fleet
+        .engine
+        .model_recipients("8", &sha, &connected)
+        .unwrap();
+    first.sort();
+    assert_eq!(
+        first,
+        ["cloud-1", "edge-1", "regional-1"],
+        "one canary per tier"
+    );
+    let again = fleet
+        .engine
+        .model_recipients("8", &sha, &connected)
+        .unwrap();
+    assert_eq!(again.len(), 3, "the same rollout, not a second one");
+    fleet
+        .engine
+        .model_reported("cloud-1", "7", Some(("8", "hash mismatch")));
+    let r = fleet.engine.get("model").unwrap();
+    let health = fleet.engine.health(&r);
+    assert_eq!(health.apply_failures, 1);
+    // A newer model supersedes the one still rolling out.
+    fleet
+        .engine
+        .model_recipients("9", &sha, &connected)
+        .unwrap();
+    assert!(fleet.engine.model_refused("8").unwrap());
+    assert_eq!(fleet.engine.get("model").unwrap().new.version, "9");
+}
