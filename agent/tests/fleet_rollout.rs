@@ -61,6 +61,14 @@ struct Fleet {
 
 impl Fleet {
     fn ctl(&self, args: &[&str]) -> Value {
+        let mut json = vec!["-o", "json"];
+        json.extend_from_slice(args);
+        let out = self.ctl_text(&json);
+        serde_json::from_str(&out).unwrap_or(Value::String(out))
+    }
+
+    /// synapsectl's output as printed for people (stderr when it failed).
+    fn ctl_text(&self, args: &[&str]) -> String {
         let ca = self.dir.join("ca");
         let out = Command::new(bin("synapsectl"))
             .arg("--hub")
@@ -71,12 +79,14 @@ impl Fleet {
             .arg(ca.join("ops.pem"))
             .arg("--key")
             .arg(ca.join("ops.key"))
-            .args(["-o", "json"])
             .args(args)
             .output()
             .expect("synapsectl");
-        serde_json::from_slice(&out.stdout)
-            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&out.stderr).into_owned()))
+        if out.status.success() {
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        } else {
+            String::from_utf8_lossy(&out.stderr).into_owned()
+        }
     }
 
     /// Starts a rollout of fn-a at `version` running the sample function with `args`.
@@ -372,6 +382,13 @@ fn rollouts_step_through_the_fleet_and_roll_back_a_failing_version() {
     for a in &agents {
         assert_eq!(a.invoke("fn-a", "", b"x").status, 200, "served again");
     }
+    let shown = fleet.ctl_text(&["rollouts", "status", &id, "--watch"]);
+    assert!(
+        shown.contains("rolled back") && shown.contains("FAIL error_rate"),
+        "an ended rollout is shown once, with the failed gate:\n{shown}"
+    );
+    let busy = fleet.ctl_text(&["rollouts", "resume", &id]);
+    assert!(busy.contains("cannot resume"), "{busy}");
 
     // Pause holds the step; resume continues; promote finishes at once.
     let id = fleet.start("4", "", "2s");
@@ -474,6 +491,17 @@ fn rollouts_step_through_the_fleet_and_roll_back_a_failing_version() {
             a.metric("synapse_warm_instances{function=\"fn-a\"}") == Some(2.0)
         });
     }
+
+    let history = fleet.ctl_text(&["rollouts", "history", "fn-a"]);
+    assert_eq!(
+        history.lines().filter(|l| l.starts_with("fn-a-")).count(),
+        5,
+        "{history}"
+    );
+    assert!(
+        history.contains("aborted") && history.contains("succeeded"),
+        "{history}"
+    );
 
     drop(traffic);
     for a in agents {
