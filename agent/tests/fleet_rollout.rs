@@ -4,7 +4,8 @@
 //!
 //! One test walks the phases in order, each starting from what the previous one left: a good
 //! version goes through every step; a version whose function answers 500 is rolled back at
-//! the canary step by the error-rate gate; pause holds a step, resume continues, promote
+//! the canary step by the error-rate gate; a version the agents cannot apply is refused with
+//! the reason and rolled back by the agent-health gate; pause holds a step, resume continues, promote
 //! finishes, abort restores; a restarted agent runs what it was told; a hub restart
 //! mid-rollout resumes at the same step; an agent away during a rollout catches up when it
 //! returns; a settings rollout changes the pools' bounds live. Runs as root.
@@ -91,14 +92,16 @@ impl Fleet {
 
     /// Starts a rollout of fn-a at `version` running the sample function with `args`.
     fn start(&self, version: &str, args: &str, bake: &str) -> String {
+        let spec = format!(
+            "name = \"fn-a\"\nversion = \"{version}\"\ncommand = \"{SAMPLE_FN}\"\nargs = [{args}]\nmin_warm = 1\n"
+        );
+        self.start_spec(version, &spec, bake)
+    }
+
+    /// Starts a rollout of fn-a at `version` with the spec `text`.
+    fn start_spec(&self, version: &str, text: &str, bake: &str) -> String {
         let spec = self.dir.join(format!("fn-a-{version}.toml"));
-        std::fs::write(
-            &spec,
-            format!(
-                "name = \"fn-a\"\nversion = \"{version}\"\ncommand = \"{SAMPLE_FN}\"\nargs = [{args}]\nmin_warm = 1\n"
-            ),
-        )
-        .unwrap();
+        std::fs::write(&spec, text).unwrap();
         let out = self.ctl(&[
             "rollouts",
             "start",
@@ -390,6 +393,38 @@ fn rollouts_step_through_the_fleet_and_roll_back_a_failing_version() {
     let busy = fleet.ctl_text(&["rollouts", "resume", &id]);
     assert!(busy.contains("cannot resume"), "{busy}");
 
+    // A version the agents cannot apply: they say why, keep version 2, and the step fails.
+    let id = fleet.start_spec(
+        "3b",
+        "name = \"fn-a\"\nversion = \"3b\"\ncommand = \"/nonexistent/fn-a\"\n",
+        "2s",
+    );
+    let refused = fleet.wait(&id, "the unappliable version rolled back", |s| {
+        s["state"] == "rolled back"
+    });
+    let failed = refused["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["event"] == "step_failed")
+        .unwrap_or_else(|| panic!("no failed step: {refused:#}"))
+        .clone();
+    let gate = &failed["gates"][0];
+    assert_eq!(
+        (gate["gate"].as_str(), gate["passed"].as_bool()),
+        (Some("agent_health"), Some(false))
+    );
+    assert_eq!(
+        gate["updated"].as_f64(),
+        Some(3.0),
+        "three canaries refused: {gate:#}"
+    );
+    assert!(
+        gate["detail"].as_str().unwrap().contains("does not exist"),
+        "{gate:#}"
+    );
+    assert!(all_running(&refused, "2"), "{refused:#}");
+
     // Pause holds the step; resume continues; promote finishes at once.
     let id = fleet.start("4", "", "2s");
     let paused = fleet.ctl(&["rollouts", "pause", &id, "--reason", "look first"]);
@@ -495,7 +530,7 @@ fn rollouts_step_through_the_fleet_and_roll_back_a_failing_version() {
     let history = fleet.ctl_text(&["rollouts", "history", "fn-a"]);
     assert_eq!(
         history.lines().filter(|l| l.starts_with("fn-a-")).count(),
-        5,
+        6,
         "{history}"
     );
     assert!(

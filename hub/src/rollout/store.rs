@@ -66,9 +66,10 @@ impl RolloutStore {
         })
     }
 
-    /// A fresh rollout id for `target`.
+    /// A fresh rollout id for `target`: its number among all rollouts ever started (they are
+    /// never deleted; the engine creates one at a time).
     pub fn new_id(&self, target: &Target) -> Result<String, StoreError> {
-        Ok(format!("{target}-{}", self.db.generate_id()? + 1))
+        Ok(format!("{target}-{}", self.rollouts.len() + 1))
     }
 
     /// Stores a new rollout as its target's active one, unless the target has one.
