@@ -354,6 +354,17 @@ fn rollouts_step_through_the_fleet_and_roll_back_a_failing_version() {
             .any(|g| g["gate"] == "error_rate" && g["passed"] == true),
         "{gates:#}"
     );
+    let p99 = gates
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["gate"] == "p99_latency_s")
+        .unwrap_or_else(|| panic!("p99 judged at the canary step: {gates:#}"));
+    assert_eq!(p99["passed"], true, "{p99:#}");
+    assert!(
+        p99["baseline"].as_f64().unwrap() > 0.0,
+        "compared with the host not yet updated: {p99:#}"
+    );
 
     // A version whose function answers 500: rolled back at the canary step.
     let id = fleet.start("3", "\"--fail-rate\", \"1.0\"", "3s");

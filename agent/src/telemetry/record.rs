@@ -85,7 +85,13 @@ impl FunctionInterval {
                 + self.failed_invocations,
             failed_invocations: self.failed_invocations,
             cold_invocations: self.cold_invocations,
-            invocation_bounds_s: super::histogram::LATENCY_BOUNDS_S.to_vec(),
+            // One bound per count: the open last bucket is bounded by f64::MAX (JSON and
+            // protobuf both carry it, unlike infinity).
+            invocation_bounds_s: super::histogram::LATENCY_BOUNDS_S
+                .iter()
+                .copied()
+                .chain(std::iter::once(f64::MAX))
+                .collect(),
             invocation_counts: self.invocation.counts.clone(),
         }
     }
@@ -101,4 +107,40 @@ pub struct HostSample {
     pub memory_total_bytes: u64,
     pub memory_used_bytes: u64,
     pub load1: f64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tracker::Tracker;
+    use crate::runtime::InvocationRecord;
+
+    #[test]
+    fn gateway_failures_cold_starts_and_latency_travel_to_the_hub() {
+        let mut t = Tracker::default();
+        t.add_function(0, "f");
+        for (cold, ok, latency_s) in [
+            (true, true, 0.2),
+            (false, true, 0.001),
+            (false, false, 0.002),
+        ] {
+            t.on_invocation(&InvocationRecord {
+                function_id: 0,
+                cold,
+                queue_s: 0.0,
+                latency_s,
+                ok,
+            });
+        }
+        let wire = t.close_interval(0, 1000)[0].to_wire();
+        assert_eq!(
+            (
+                wire.gateway_invocations,
+                wire.failed_invocations,
+                wire.cold_invocations
+            ),
+            (3, 1, 1)
+        );
+        assert_eq!(wire.invocation_bounds_s.len(), wire.invocation_counts.len());
+        assert_eq!(wire.invocation_counts.iter().sum::<u64>(), 3);
+    }
 }

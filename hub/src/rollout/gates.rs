@@ -90,13 +90,17 @@ impl Window {
         }
         let rank = (total as f64 * 0.99).ceil() as u64;
         let mut seen = 0;
+        let last = self.latency_bounds_s.len().saturating_sub(1);
         for (i, count) in self.latency_counts.iter().enumerate() {
             seen += count;
             if seen >= rank {
+                if i == last && i > 0 {
+                    return self.latency_bounds_s.get(i - 1).copied();
+                }
                 return self.latency_bounds_s.get(i).copied();
             }
         }
-        self.latency_bounds_s.last().copied()
+        None
     }
 
     pub fn mean_forecast_error(&self) -> Option<f64> {
@@ -385,5 +389,10 @@ mod tests {
         let earlier = window(20, 1, [5, 10, 5]);
         assert_eq!(later.since(&earlier), window(30, 4, [5, 10, 15]));
         assert_eq!(window(10, 0, [9, 1, 0]).p99_s(), Some(0.1));
+        assert_eq!(
+            window(10, 0, [0, 0, 10]).p99_s(),
+            Some(0.1),
+            "the open last bucket reports its lower bound"
+        );
     }
 }
