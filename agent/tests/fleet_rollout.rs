@@ -101,7 +101,10 @@ fn rollouts_step_through_the_fleet_and_roll_back_a_failing_version() {
         .unwrap()
         .clone();
     assert_eq!(gate["gate"], "error_rate", "{failed:#}");
-    assert!(gate["updated"].as_f64().unwrap() > 0.5, "{gate:#}");
+    assert!(
+        gate["updated"].as_f64().unwrap() > gate["threshold"].as_f64().unwrap(),
+        "{gate:#}"
+    );
     assert_eq!(gate["baseline"].as_f64(), Some(0.0), "{gate:#}");
     let back = fleet.wait(&id, "the canaries back on version 2", |s| {
         all_running(s, "2")
@@ -199,7 +202,7 @@ fn rollouts_step_through_the_fleet_and_roll_back_a_failing_version() {
     let away = agents.remove(1);
     assert!(away.stop());
     traffic.set_gateways(agents.iter().map(|a| a.gateway).collect());
-    let id = fleet.start("6", "", "4s");
+    let id = fleet.start("6", "", "6s");
     fleet.wait(&id, "the second step", |s| s["step"] == 1);
     hub.stop();
     hub = fleet.start_hub(link, metrics);
