@@ -76,7 +76,12 @@ impl FunctionInterval {
             invocations: self.invocations,
             cold_starts: self.cold_starts,
             instance_exits: self.instance_exits,
-            cold_start_bounds_s: super::histogram::LATENCY_BOUNDS_S.to_vec(),
+            // One bound per count, the open last bucket bounded by f64::MAX as below.
+            cold_start_bounds_s: super::histogram::LATENCY_BOUNDS_S
+                .iter()
+                .copied()
+                .chain(std::iter::once(f64::MAX))
+                .collect(),
             cold_start_counts: self.cold_start.counts.clone(),
             cold_start_sum_s: self.cold_start.sum_s,
             idle_instance_s: self.idle_instance_s,

@@ -208,7 +208,14 @@ pub fn stats_text(stats: &FunctionStatsResponse) -> String {
             .cold_start_bounds_s
             .iter()
             .zip(&stats.cold_start_counts)
-            .map(|(bound, count)| vec![format!("<= {:.3}s", bound), count.to_string()])
+            .map(|(bound, count)| {
+                let bucket = if *bound == f64::MAX {
+                    "above".to_owned()
+                } else {
+                    format!("<= {bound:.3}s")
+                };
+                vec![bucket, count.to_string()]
+            })
             .collect();
         out += "\n";
         out += &table(&["COLD START", "COUNT"], &buckets);
