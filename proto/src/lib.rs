@@ -19,6 +19,11 @@ pub mod link {
                     Self::Telemetry(_) => "telemetry",
                     Self::Ack(_) => "ack",
                     Self::Error(_) => "error",
+                    Self::RoundOpen(_) => "round_open",
+                    Self::GradientReport(_) => "gradient_report",
+                    Self::ModelOffer(_) => "model_offer",
+                    Self::ModelChunk(_) => "model_chunk",
+                    Self::ModelReport(_) => "model_report",
                 }
             }
 
