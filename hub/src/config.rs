@@ -38,6 +38,8 @@ pub struct HubConfig {
     pub link: LinkConfig,
     pub console: ConsoleConfig,
     pub metrics: MetricsConfig,
+    /// Federated learning of the neural forecaster (`[federation]`).
+    pub federation: crate::federation::FederationConfig,
 }
 
 /// Certificates of the hub; the same CA signs agents' and operators' certificates.
@@ -94,6 +96,7 @@ impl Default for HubConfig {
             link: LinkConfig::default(),
             console: ConsoleConfig::default(),
             metrics: MetricsConfig::default(),
+            federation: Default::default(),
         }
     }
 }

@@ -7,10 +7,14 @@
 //! - [`link`]: the QUIC server agents connect to.
 //! - [`console`]: the operators' gRPC console.
 //! - [`metrics`]: Prometheus metrics `synapse_hub_*`.
+//! - [`federation`]: federated-learning rounds, robust aggregation, the optimizer step.
+//! - [`models`]: the registry of the neural forecaster's versions.
 
 pub mod certs;
 pub mod config;
 pub mod console;
+pub mod federation;
 pub mod link;
 pub mod metrics;
+pub mod models;
 pub mod registry;

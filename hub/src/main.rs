@@ -8,6 +8,7 @@ use clap::Parser;
 use synapse_hub::{
     config::HubConfig,
     console::{self, ConsoleTls},
+    federation::{Federation, console::LearningService, rollout::AllAgents},
     link::{self, LinkContext},
     metrics::{self, HubMetrics},
     registry::{Durability, Registry},
@@ -87,14 +88,26 @@ async fn run(config: HubConfig) -> anyhow::Result<()> {
         "hub serving"
     );
 
-    let context = Arc::new(LinkContext::new(
+    let context = LinkContext::new(
         config.hub_id.clone(),
         registry.clone(),
         durability,
         metrics.clone(),
         config.link.max_frame_bytes,
         config.link.handshake_timeout,
-    ));
+    );
+    let federation = Federation::open(
+        &db,
+        config.federation.clone(),
+        context.outlet(),
+        Box::new(AllAgents),
+        config.link.max_frame_bytes,
+    )
+    .context("cannot start federated learning")?;
+    let context = Arc::new(context.with_handler(federation.clone()));
+    let federation_task = tokio::spawn(federation.clone().run(shutdown.clone()));
+    let mut routes = console::RoutesBuilder::default();
+    routes.add_service(LearningService::routes(federation));
     let link_task = tokio::spawn(link::serve(endpoint, context, shutdown.clone()));
     let console_task = tokio::spawn({
         let (registry, shutdown, tls) = (registry.clone(), shutdown.clone(), config.tls.clone());
@@ -104,7 +117,7 @@ async fn run(config: HubConfig) -> anyhow::Result<()> {
                 cert: &tls.cert,
                 key: &tls.key,
             };
-            console::serve(console_listener, files, registry, shutdown).await
+            console::serve_with(console_listener, files, registry, routes, shutdown).await
         }
     });
     let metrics_task = tokio::spawn(metrics::serve(metrics_listener, metrics, shutdown.clone()));
@@ -117,6 +130,7 @@ async fn run(config: HubConfig) -> anyhow::Result<()> {
     }
     shutdown.cancel();
     link_task.await.context("link task")?;
+    federation_task.await.context("federation task")?;
     console_task
         .await
         .context("console task")?

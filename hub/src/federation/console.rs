@@ -1,0 +1,111 @@
+//! The console's `Learning` service: the model registry and the training rounds, read-only.
+//! Registered by the hub with `console::serve_with`, behind `require_operator`.
+
+use std::sync::Arc;
+
+use synapse_proto::console::v1::{
+    GetModelRequest, ListModelsRequest, ListModelsResponse, ListRoundsRequest,
+    ListRoundsResponse, ModelVersion, Round, learning_server::Learning,
+    learning_server::LearningServer,
+};
+use tonic::{Request, Response, Status};
+
+use super::{Federation, rounds::RoundRecord};
+use crate::models::ModelRecord;
+
+/// The service over the hub's federation.
+pub struct LearningService {
+    federation: Arc<Federation>,
+}
+
+impl LearningService {
+    pub fn new(federation: Arc<Federation>) -> Self {
+        Self { federation }
+    }
+
+    /// The service wrapped for the console: operators only.
+    pub fn routes(
+        federation: Arc<Federation>,
+    ) -> tonic::service::interceptor::InterceptedService<
+        LearningServer<LearningService>,
+        fn(Request<()>) -> Result<Request<()>, Status>,
+    > {
+        LearningServer::with_interceptor(
+            Self::new(federation),
+            crate::console::require_operator as fn(Request<()>) -> Result<Request<()>, Status>,
+        )
+    }
+}
+
+fn internal(e: impl std::fmt::Display) -> Status {
+    tracing::error!(error = %e, "learning console read failed");
+    Status::internal(e.to_string())
+}
+
+fn model(record: ModelRecord) -> ModelVersion {
+    ModelVersion {
+        version: record.version,
+        sha256: record.sha256,
+        parent: record.parent,
+        round: record.round,
+        training_loss: record.training_loss,
+        metrics: record.metrics.into_iter().collect(),
+        created_unix_ms: record.created_unix_ms,
+        size_bytes: record.size_bytes,
+    }
+}
+
+fn round(record: RoundRecord) -> Round {
+    Round {
+        round: record.round,
+        model_version: record.model_version,
+        state: record.state.name().into(),
+        opened_unix_ms: record.opened_unix_ms,
+        deadline_unix_ms: record.deadline_unix_ms,
+        ended_unix_ms: record.ended_unix_ms,
+        invited: record.invited.len() as u32,
+        accepted: record.accepted,
+        refused: record.refused.into_iter().collect(),
+        loss: record.loss,
+        produced_version: record.produced_version,
+        note: record.note,
+    }
+}
+
+#[tonic::async_trait]
+impl Learning for LearningService {
+    async fn list_models(
+        &self,
+        _: Request<ListModelsRequest>,
+    ) -> Result<Response<ListModelsResponse>, Status> {
+        let models = self.federation.models().list().map_err(internal)?;
+        Ok(Response::new(ListModelsResponse {
+            models: models.into_iter().map(model).collect(),
+        }))
+    }
+
+    async fn get_model(
+        &self,
+        request: Request<GetModelRequest>,
+    ) -> Result<Response<ModelVersion>, Status> {
+        let version = request.into_inner().version;
+        match self.federation.models().get(version).map_err(internal)? {
+            Some(record) => Ok(Response::new(model(record))),
+            None => Err(Status::not_found(format!("no model version {version}"))),
+        }
+    }
+
+    async fn list_rounds(
+        &self,
+        request: Request<ListRoundsRequest>,
+    ) -> Result<Response<ListRoundsResponse>, Status> {
+        let limit = match request.into_inner().limit {
+            0 => 50,
+            n => n as usize,
+        };
+        let rounds = self.federation.rounds().recent(limit).map_err(internal)?;
+        Ok(Response::new(ListRoundsResponse {
+            rounds: rounds.into_iter().map(round).collect(),
+        }))
+    }
+}
