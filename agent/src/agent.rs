@@ -109,7 +109,28 @@ pub async fn run(config: AgentConfig) -> Result<()> {
     ));
     // Subsystems that talk to the hub subscribe to their control frames here, before the
     // link starts.
-    let control = crate::control::ControlBus::default();
+    let mut control = crate::control::ControlBus::default();
+    // The neural forecaster in service; the learner swaps in the versions the hub ships, and
+    // the live policy takes its forecasts from this handle.
+    let model = crate::forecast::neural::ModelHandle::factory()
+        .context("loading the neural forecaster")?;
+    if config.learning.enabled && config.link.is_some() {
+        let frames = control.subscribe(crate::learning::KINDS);
+        let data = crate::learning::StoreMinutes {
+            store: store.clone(),
+            window: config.learning.window,
+            max_pairs: config.learning.max_pairs,
+        };
+        let learner = crate::learning::Learner::new(model.clone(), data, control.to_hub());
+        let cancel = CancellationToken::new();
+        let mut stop = stop_rx.clone();
+        let on_stop = cancel.clone();
+        tokio::spawn(async move {
+            crate::shutdown::stopped(&mut stop).await;
+            on_stop.cancel();
+        });
+        tokio::spawn(learner.run(frames, cancel));
+    }
     let sink = config.link.clone().map(|link_config| {
         let (tx, rx) = mpsc::channel(LINK_QUEUE);
         let identity = crate::link::AgentIdentity {

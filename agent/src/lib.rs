@@ -11,6 +11,7 @@ pub mod config;
 pub mod control;
 pub mod forecast;
 pub mod gateway;
+pub mod learning;
 pub mod link;
 pub mod metrics;
 pub mod policy;
