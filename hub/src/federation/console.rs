@@ -48,7 +48,7 @@ fn model(record: ModelRecord) -> ModelVersion {
         sha256: record.sha256,
         parent: record.parent,
         round: record.round,
-        training_loss: record.training_loss,
+        training_loss: record.training_loss.unwrap_or(f64::NAN),
         metrics: record.metrics.into_iter().collect(),
         created_unix_ms: record.created_unix_ms,
         size_bytes: record.size_bytes,

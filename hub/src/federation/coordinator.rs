@@ -107,7 +107,7 @@ impl Federation {
                 onnx: &bytes,
                 parent: 0,
                 round: 0,
-                training_loss: f64::NAN,
+                training_loss: None,
                 metrics: Default::default(),
                 created_unix_ms: now_unix_ms(),
             })?;
@@ -335,7 +335,7 @@ impl Federation {
             onnx: &file,
             parent: latest.version,
             round: round.round,
-            training_loss: round.loss,
+            training_loss: Some(round.loss),
             metrics: update.metrics,
             created_unix_ms: round.ended_unix_ms,
         })?;

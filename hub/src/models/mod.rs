@@ -36,8 +36,9 @@ pub struct ModelRecord {
     pub parent: u64,
     /// The round that produced it; 0 for the first version.
     pub round: u64,
-    /// Sample-weighted mean loss the agents reported on the parent in that round.
-    pub training_loss: f64,
+    /// Sample-weighted mean loss the agents reported on the parent in that round; none for
+    /// the first version.
+    pub training_loss: Option<f64>,
     /// Evaluation metrics by name (documented in docs/learning.md).
     pub metrics: BTreeMap<String, f64>,
     pub created_unix_ms: i64,
@@ -64,7 +65,7 @@ pub struct NewModel<'a> {
     pub onnx: &'a [u8],
     pub parent: u64,
     pub round: u64,
-    pub training_loss: f64,
+    pub training_loss: Option<f64>,
     pub metrics: BTreeMap<String, f64>,
     pub created_unix_ms: i64,
 }
@@ -161,7 +162,7 @@ mod tests {
             onnx,
             parent,
             round: parent,
-            training_loss: 0.5,
+            training_loss: Some(0.5),
             metrics: BTreeMap::new(),
             created_unix_ms: 1,
         }
