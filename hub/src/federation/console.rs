@@ -10,7 +10,10 @@ use synapse_proto::console::v1::{
 };
 use tonic::{Request, Response, Status};
 
-use super::{Federation, rounds::RoundRecord};
+use super::{
+    Federation,
+    rounds::{RoundRecord, RoundState},
+};
 use crate::models::ModelRecord;
 
 /// The service over the hub's federation.
@@ -103,9 +106,18 @@ impl Learning for LearningService {
             0 => 50,
             n => n as usize,
         };
-        let rounds = self.federation.rounds().recent(limit).map_err(internal)?;
-        Ok(Response::new(ListRoundsResponse {
-            rounds: rounds.into_iter().map(round).collect(),
-        }))
+        let store = self.federation.rounds();
+        let mut rounds = Vec::new();
+        for record in store.recent(limit).map_err(internal)? {
+            let open = record.state == RoundState::Open;
+            let number = record.round;
+            let mut shown = round(record);
+            if open {
+                // The record counts at close; an open round shows what is stored so far.
+                shown.accepted = store.gradients(number).map_err(internal)?.len() as u32;
+            }
+            rounds.push(shown);
+        }
+        Ok(Response::new(ListRoundsResponse { rounds }))
     }
 }
