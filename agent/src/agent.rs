@@ -112,8 +112,8 @@ pub async fn run(config: AgentConfig) -> Result<()> {
     let mut control = crate::control::ControlBus::default();
     // The neural forecaster in service; the learner swaps in the versions the hub ships, and
     // the live policy takes its forecasts from this handle.
-    let model = crate::forecast::neural::ModelHandle::factory()
-        .context("loading the neural forecaster")?;
+    let model =
+        crate::forecast::neural::ModelHandle::factory().context("loading the neural forecaster")?;
     if config.learning.enabled && config.link.is_some() {
         let frames = control.subscribe(crate::learning::KINDS);
         let data = crate::learning::StoreMinutes {

@@ -30,7 +30,10 @@ fn gradient(i: usize) -> (Vec<f32>, u64) {
 }
 
 fn rounds(hub: &Hub, pki: &Pki) -> Vec<Value> {
-    let out = run_ok(hub.ctl(pki, "operator").args(["rounds", "list", "-o", "json"]));
+    let out = run_ok(
+        hub.ctl(pki, "operator")
+            .args(["rounds", "list", "-o", "json"]),
+    );
     serde_json::from_slice(&out.stdout).expect("rounds list prints JSON")
 }
 
@@ -81,7 +84,10 @@ fn agent(
     runtime.spawn(async move {
         let (_keep, batches) = mpsc::channel(1);
         let status = watch::channel(Default::default()).0;
-        let _ = run_with_control(config, identity, outbox, batches, channels, shutdown, status).await;
+        let _ = run_with_control(
+            config, identity, outbox, batches, channels, shutdown, status,
+        )
+        .await;
         drop(_keep);
     });
     (to_hub, rounds_rx)
@@ -136,8 +142,8 @@ fn a_hub_killed_mid_round_loses_no_gradient_and_counts_none_twice() {
         })
         .collect();
     assert!(opens.iter().all(|o| o.round == 1 && o.model_version == 1));
-    for i in 0..2 {
-        agents[i].0.try_send(report(&opens[i], i)).unwrap();
+    for (i, (to_hub, _)) in agents.iter().enumerate().take(2) {
+        to_hub.try_send(report(&opens[i], i)).unwrap();
     }
     wait_for("two stored gradients", Duration::from_secs(20), || {
         let r = rounds(&hub, &pki);
@@ -152,8 +158,8 @@ fn a_hub_killed_mid_round_loses_no_gradient_and_counts_none_twice() {
         let agents = hub.agents(&pki);
         (agents.iter().filter(|a| a["connected"] == true).count() == 3).then_some(())
     });
-    for i in 0..2 {
-        agents[i].0.try_send(report(&opens[i], i)).unwrap();
+    for (i, (to_hub, _)) in agents.iter().enumerate().take(2) {
+        to_hub.try_send(report(&opens[i], i)).unwrap();
     }
     agents[2].0.try_send(report(&opens[2], 2)).unwrap();
 
@@ -166,10 +172,16 @@ fn a_hub_killed_mid_round_loses_no_gradient_and_counts_none_twice() {
     assert_eq!(closed["refused"]["duplicate"], 2, "{closed}");
     assert_eq!(closed["produced_version"], 2, "{closed}");
     let loss = (0.1 * 10.0 + 0.2 * 30.0 + 0.3 * 60.0) / 100.0;
-    assert!((closed["loss"].as_f64().unwrap() - loss).abs() < 1e-9, "{closed}");
+    assert!(
+        (closed["loss"].as_f64().unwrap() - loss).abs() < 1e-9,
+        "{closed}"
+    );
 
     // The update is exactly lr × the sample-weighted mean of the three gradients.
-    let out = run_ok(hub.ctl(&pki, "operator").args(["models", "show", "2", "-o", "json"]));
+    let out = run_ok(
+        hub.ctl(&pki, "operator")
+            .args(["models", "show", "2", "-o", "json"]),
+    );
     let model: Value = serde_json::from_slice(&out.stdout).unwrap();
     let mut mean = [0.0f64; 6];
     for i in 0..3 {
@@ -180,7 +192,10 @@ fn a_hub_killed_mid_round_loses_no_gradient_and_counts_none_twice() {
     }
     let expected = LEARNING_RATE * mean.iter().map(|m| m * m).sum::<f64>().sqrt();
     let update = model["metrics"]["update_norm"].as_f64().unwrap();
-    assert!((update - expected).abs() < 1e-6, "update {update}, expected {expected}");
+    assert!(
+        (update - expected).abs() < 1e-6,
+        "update {update}, expected {expected}"
+    );
     assert_eq!(model["metrics"]["clients"], 3.0);
     assert_eq!(model["metrics"]["samples"], 100.0);
     assert_eq!(model["parent"], 1);

@@ -196,7 +196,10 @@ async fn four_agents_train_a_model_that_forecasts_unseen_functions_better() {
     for handle in &handles {
         let wait = tokio::time::Instant::now() + Duration::from_secs(10);
         while handle.current().version < latest.version {
-            assert!(tokio::time::Instant::now() < wait, "the agents got the last version");
+            assert!(
+                tokio::time::Instant::now() < wait,
+                "the agents got the last version"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -223,6 +226,10 @@ async fn four_agents_train_a_model_that_forecasts_unseen_functions_better() {
         assert_eq!(handle.current().sha256, latest.sha256);
     }
     let trained: MlpModel = neural::onnx::decode(&trained_bytes).unwrap();
+    // For the replay comparison in docs/learning.md: keep the trained model when asked.
+    if let Some(out) = std::env::var_os("SYNAPSE_FEDERATED_MODEL_OUT") {
+        std::fs::write(&out, &trained_bytes).expect("trained model written");
+    }
 
     // The global training loss falls: the fleet's data, scored before and after.
     let trained_on: Vec<FunctionTrace> = trace.functions[..AGENTS * FUNCTIONS_PER_AGENT].to_vec();

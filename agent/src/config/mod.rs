@@ -9,8 +9,8 @@ use serde::Deserialize;
 mod function;
 mod learning;
 
-pub use learning::LearningConfig;
 pub use function::{ElementType, FunctionKind, FunctionSpec, TensorInput, TensorOutput, Transform};
+pub use learning::LearningConfig;
 
 /// Everything `synapse-agent run` needs.
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -12,7 +12,9 @@ pub const MAX_MODEL_BYTES: u64 = 16 << 20;
 /// Why an offered version was refused.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum DownloadError {
-    #[error("offer of {size} bytes in {chunks} chunks is not plausible (limit {MAX_MODEL_BYTES} bytes)")]
+    #[error(
+        "offer of {size} bytes in {chunks} chunks is not plausible (limit {MAX_MODEL_BYTES} bytes)"
+    )]
     Implausible { size: u64, chunks: u32 },
     #[error("chunk {index} is out of range (the offer has {chunks})")]
     ChunkOutOfRange { index: u32, chunks: u32 },
@@ -51,13 +53,13 @@ impl Download {
     /// Takes one chunk; returns the verified file once the last one is in.
     pub fn chunk(&mut self, chunk: ModelChunk) -> Result<Option<Vec<u8>>, DownloadError> {
         let chunks = self.offer.chunks;
-        let slot = self
-            .chunks
-            .get_mut(chunk.index as usize)
-            .ok_or(DownloadError::ChunkOutOfRange {
-                index: chunk.index,
-                chunks,
-            })?;
+        let slot =
+            self.chunks
+                .get_mut(chunk.index as usize)
+                .ok_or(DownloadError::ChunkOutOfRange {
+                    index: chunk.index,
+                    chunks,
+                })?;
         if slot.is_none() {
             self.received_bytes += chunk.data.len() as u64;
             *slot = Some(chunk.data);

@@ -9,11 +9,7 @@ use synapse_proto::link::v1::{
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::{
-    data::TrainingData,
-    download::Download,
-    samples::mean_gradient,
-};
+use super::{data::TrainingData, download::Download, samples::mean_gradient};
 use crate::{
     control::ToHub,
     forecast::neural::{ModelHandle, ServingModel},
@@ -23,7 +19,11 @@ use crate::{
 #[derive(Debug, Clone, PartialEq)]
 pub enum Step {
     /// Answered `round` with a gradient over `samples` pairs (`resent` for a repeated round).
-    Answered { round: u64, samples: u64, resent: bool },
+    Answered {
+        round: u64,
+        samples: u64,
+        resent: bool,
+    },
     /// Had no data to answer `round` with.
     NoData { round: u64 },
     /// A version is being received.
@@ -126,8 +126,7 @@ impl<D: TrainingData> Learner<D> {
 
     fn offered(&mut self, offer: ModelOffer) -> Step {
         let serving = self.model.current();
-        if offer.version == serving.version && offer.sha256.eq_ignore_ascii_case(&serving.sha256)
-        {
+        if offer.version == serving.version && offer.sha256.eq_ignore_ascii_case(&serving.sha256) {
             self.download = None;
             return Step::Ignored;
         }
@@ -272,8 +271,14 @@ mod tests {
             panic!("{frames:?}")
         };
         assert_eq!((report.model_version, report.samples), (1, 60));
-        assert_eq!(report.gradient.len(), crate::forecast::neural::mlp::PARAMETERS);
-        assert_eq!(frames[0], frames[1], "the same answer, not a second computation");
+        assert_eq!(
+            report.gradient.len(),
+            crate::forecast::neural::mlp::PARAMETERS
+        );
+        assert_eq!(
+            frames[0], frames[1],
+            "the same answer, not a second computation"
+        );
     }
 
     #[test]
@@ -287,11 +292,14 @@ mod tests {
         assert_eq!(last, Step::Installed { version: 2 });
         assert_eq!(learner.model().current().version, 2);
         let frames = sent(bus);
-        assert!(matches!(
-            &frames[..],
-            [Body::ModelReport(ModelReport { version: 2, outcome, serving_version: 2, .. })]
-                if *outcome == Outcome::Installed as i32
-        ), "{frames:?}");
+        assert!(
+            matches!(
+                &frames[..],
+                [Body::ModelReport(ModelReport { version: 2, outcome, serving_version: 2, .. })]
+                    if *outcome == Outcome::Installed as i32
+            ),
+            "{frames:?}"
+        );
     }
 
     #[test]
@@ -304,14 +312,20 @@ mod tests {
         for frame in offer(2, &new, sha256_hex(b"another file"), 700) {
             last = learner.handle(frame);
         }
-        assert!(matches!(&last, Step::Refused { version: 2, reason } if reason.contains("SHA-256 mismatch")), "{last:?}");
+        assert!(
+            matches!(&last, Step::Refused { version: 2, reason } if reason.contains("SHA-256 mismatch")),
+            "{last:?}"
+        );
         // A corrupt file whose hash matches what was sent (corrupted before hashing).
         let mut corrupt = new.clone();
         corrupt.truncate(new.len() - 100);
         for frame in offer(3, &corrupt, sha256_hex(&corrupt), 700) {
             last = learner.handle(frame);
         }
-        assert!(matches!(&last, Step::Refused { version: 3, .. }), "{last:?}");
+        assert!(
+            matches!(&last, Step::Refused { version: 3, .. }),
+            "{last:?}"
+        );
         let serving = learner.model().current();
         assert_eq!((serving.version, &serving.sha256), (1, &before));
         let reports: Vec<_> = sent(bus)

@@ -80,8 +80,15 @@ mod tests {
         let pairs = pairs_of(&counts, 0, 3..4);
         let (x, target) = pairs[0];
         assert_eq!(target, 100f64.ln_1p());
-        assert_eq!(x[mlp::LAGS - 1], 3f64.ln_1p() as f32, "newest lag is minute 2");
-        assert!((x[mlp::LAGS + 1] - (3.0f64 / 1440.0 * std::f64::consts::TAU).cos() as f32).abs() < 1e-6);
+        assert_eq!(
+            x[mlp::LAGS - 1],
+            3f64.ln_1p() as f32,
+            "newest lag is minute 2"
+        );
+        assert!(
+            (x[mlp::LAGS + 1] - (3.0f64 / 1440.0 * std::f64::consts::TAU).cos() as f32).abs()
+                < 1e-6
+        );
     }
 
     #[test]

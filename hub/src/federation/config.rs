@@ -104,7 +104,10 @@ impl FederationConfig {
             return fail("chunk_bytes", "must be at least 1024");
         }
         if self.round_timeout.is_zero() || self.round_interval.is_zero() {
-            return fail("round_timeout", "round_interval and round_timeout must be > 0");
+            return fail(
+                "round_timeout",
+                "round_interval and round_timeout must be > 0",
+            );
         }
         Ok(())
     }

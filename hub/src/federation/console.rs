@@ -4,9 +4,8 @@
 use std::sync::Arc;
 
 use synapse_proto::console::v1::{
-    GetModelRequest, ListModelsRequest, ListModelsResponse, ListRoundsRequest,
-    ListRoundsResponse, ModelVersion, Round, learning_server::Learning,
-    learning_server::LearningServer,
+    GetModelRequest, ListModelsRequest, ListModelsResponse, ListRoundsRequest, ListRoundsResponse,
+    ModelVersion, Round, learning_server::Learning, learning_server::LearningServer,
 };
 use tonic::{Request, Response, Status};
 

@@ -234,7 +234,12 @@ impl Federation {
         self.rounds.flush()?;
         inner.next_round += 1;
         inner.last_opened_unix_ms = now;
-        tracing::info!(round = record.round, version = latest.version, agents = record.invited.len(), "round opened");
+        tracing::info!(
+            round = record.round,
+            version = latest.version,
+            agents = record.invited.len(),
+            "round opened"
+        );
         for agent in &record.invited {
             self.send_round(agent, &record, &latest, inner.parameters);
         }
@@ -406,7 +411,12 @@ impl Federation {
             Ok(()) => None,
         };
         if let Some(refusal) = refusal {
-            tracing::info!(agent, round = report.round, reason = refusal.name(), "gradient refused");
+            tracing::info!(
+                agent,
+                round = report.round,
+                reason = refusal.name(),
+                "gradient refused"
+            );
             return self.count_refusal(&mut inner, report.round, refusal);
         }
         self.rounds.flush()?;
@@ -501,7 +511,11 @@ impl ControlHandler for Federation {
         let Some(open) = inner.open.as_mut() else {
             return;
         };
-        if self.rounds.has_gradient(open.round, &agent.agent).unwrap_or(true) {
+        if self
+            .rounds
+            .has_gradient(open.round, &agent.agent)
+            .unwrap_or(true)
+        {
             return;
         }
         if !open.invited.contains(&agent.agent) {

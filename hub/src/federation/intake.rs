@@ -125,23 +125,44 @@ mod tests {
         assert_eq!(check(&ok, &expect(Some(&round), 1001)), Err(Refusal::Late));
         assert_eq!(check(&ok, &expect(None, 10)), Err(Refusal::Late));
         let other_round = report(6, 5, vec![0.0; 3]);
-        assert_eq!(check(&other_round, &expect(Some(&round), 10)), Err(Refusal::Late));
+        assert_eq!(
+            check(&other_round, &expect(Some(&round), 10)),
+            Err(Refusal::Late)
+        );
         let one_behind = report(7, 4, vec![0.0; 3]);
         assert_eq!(check(&one_behind, &expect(Some(&round), 10)), Ok(()));
         let two_behind = report(7, 3, vec![0.0; 3]);
-        assert_eq!(check(&two_behind, &expect(Some(&round), 10)), Err(Refusal::Stale));
+        assert_eq!(
+            check(&two_behind, &expect(Some(&round), 10)),
+            Err(Refusal::Stale)
+        );
         let future = report(7, 9, vec![0.0; 3]);
-        assert_eq!(check(&future, &expect(Some(&round), 10)), Err(Refusal::UnknownVersion));
+        assert_eq!(
+            check(&future, &expect(Some(&round), 10)),
+            Err(Refusal::UnknownVersion)
+        );
         let short = report(7, 5, vec![0.0; 2]);
-        assert_eq!(check(&short, &expect(Some(&round), 10)), Err(Refusal::WrongShape));
+        assert_eq!(
+            check(&short, &expect(Some(&round), 10)),
+            Err(Refusal::WrongShape)
+        );
         let nan = report(7, 5, vec![0.0, f32::NAN, 0.0]);
-        assert_eq!(check(&nan, &expect(Some(&round), 10)), Err(Refusal::NonFinite));
+        assert_eq!(
+            check(&nan, &expect(Some(&round), 10)),
+            Err(Refusal::NonFinite)
+        );
         let inf = report(7, 5, vec![f32::INFINITY, 0.0, 0.0]);
-        assert_eq!(check(&inf, &expect(Some(&round), 10)), Err(Refusal::NonFinite));
+        assert_eq!(
+            check(&inf, &expect(Some(&round), 10)),
+            Err(Refusal::NonFinite)
+        );
         let empty = GradientReport {
             samples: 0,
             ..ok.clone()
         };
-        assert_eq!(check(&empty, &expect(Some(&round), 10)), Err(Refusal::Empty));
+        assert_eq!(
+            check(&empty, &expect(Some(&round), 10)),
+            Err(Refusal::Empty)
+        );
     }
 }

@@ -113,6 +113,9 @@ mod tests {
     fn adams_first_step_has_the_learning_rates_size() {
         let mut opt = Optimizer::new(OptimizerKind::Adam, 0.001, 0.9, 2);
         let step = opt.step(&[1e6, -1e-3]);
-        assert!((step[0] + 0.001).abs() < 1e-6 && (step[1] - 0.001).abs() < 1e-5, "{step:?}");
+        assert!(
+            (step[0] + 0.001).abs() < 1e-6 && (step[1] - 0.001).abs() < 1e-5,
+            "{step:?}"
+        );
     }
 }

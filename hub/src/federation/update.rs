@@ -106,7 +106,9 @@ mod tests {
     /// round of the honest clients alone under plain mean.
     fn damage(aggregator: Aggregator, clip_norm: f64, attack: &dyn Fn(&[f32]) -> Vec<f32>) -> f64 {
         let mut rng = StdRng::seed_from_u64(3);
-        let direction: Vec<f32> = (0..PARAMETERS).map(|_| rng.random_range(-1.0..1.0)).collect();
+        let direction: Vec<f32> = (0..PARAMETERS)
+            .map(|_| rng.random_range(-1.0..1.0))
+            .collect();
         let weights = vec![0.0f32; PARAMETERS];
         let clients = honest(&mut rng, &direction);
         let reference = apply_round(
@@ -125,7 +127,9 @@ mod tests {
         });
         let cfg = config(aggregator, clip_norm);
         let mut optimizer = Optimizer::new(OptimizerKind::SgdMomentum, 0.01, 0.0, PARAMETERS);
-        let attacked = apply_round(&cfg, &mut optimizer, &weights, all, 0).unwrap().weights;
+        let attacked = apply_round(&cfg, &mut optimizer, &weights, all, 0)
+            .unwrap()
+            .weights;
         attacked
             .iter()
             .zip(&reference)
@@ -148,7 +152,10 @@ mod tests {
             assert!(moved < bound, "{aggregator:?} moved {moved} ≥ {bound}");
         }
         let moved = damage(Aggregator::Mean, 0.0, &huge);
-        assert!(moved > 1000.0 * honest_step(), "plain mean moved only {moved}");
+        assert!(
+            moved > 1000.0 * honest_step(),
+            "plain mean moved only {moved}"
+        );
     }
 
     #[test]
@@ -205,7 +212,10 @@ mod tests {
             staleness_bound: 0,
             latest_version: 1,
         };
-        assert_eq!(intake::check(&report, &expect), Err(intake::Refusal::NonFinite));
+        assert_eq!(
+            intake::check(&report, &expect),
+            Err(intake::Refusal::NonFinite)
+        );
     }
 
     #[test]

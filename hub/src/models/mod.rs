@@ -185,7 +185,10 @@ mod tests {
         let registry = ModelRegistry::open(&db).unwrap();
         assert_eq!(registry.latest().unwrap().unwrap().version, 2);
         assert_eq!(registry.onnx(2).unwrap(), b"two");
-        assert_eq!(registry.get(1).unwrap().unwrap().metrics["evaluated_loss"], 0.25);
+        assert_eq!(
+            registry.get(1).unwrap().unwrap().metrics["evaluated_loss"],
+            0.25
+        );
         assert_eq!(registry.list().unwrap().len(), 2);
     }
 

@@ -125,7 +125,10 @@ mod tests {
         let file = synthetic(&[3, 2], 1.0);
         assert_eq!(read_weights(&file).unwrap(), vec![1.0, 2.0, 3.0, 4.0, 5.0]);
         let updated = write_weights(&file, &[5.0, 4.0, 3.0, 2.0, 1.0]).unwrap();
-        assert_eq!(read_weights(&updated).unwrap(), vec![5.0, 4.0, 3.0, 2.0, 1.0]);
+        assert_eq!(
+            read_weights(&updated).unwrap(),
+            vec![5.0, 4.0, 3.0, 2.0, 1.0]
+        );
     }
 
     #[test]

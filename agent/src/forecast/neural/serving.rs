@@ -136,7 +136,11 @@ mod tests {
         let old = handle.install(ServingModel::load(2, &file(50)).unwrap());
         assert_eq!(old.version, 1);
         assert_eq!(in_flight.version, 1, "the held model did not change");
-        assert_eq!(handle.current().version, 2, "the next forecast takes the new one");
+        assert_eq!(
+            handle.current().version,
+            2,
+            "the next forecast takes the new one"
+        );
     }
 
     #[test]
