@@ -26,18 +26,17 @@ impl LearningService {
     }
 
     /// The service wrapped for the console: operators only.
-    pub fn routes(
-        federation: Arc<Federation>,
-    ) -> tonic::service::interceptor::InterceptedService<
-        LearningServer<LearningService>,
-        fn(Request<()>) -> Result<Request<()>, Status>,
-    > {
-        LearningServer::with_interceptor(
-            Self::new(federation),
-            crate::console::require_operator as fn(Request<()>) -> Result<Request<()>, Status>,
-        )
+    pub fn routes(federation: Arc<Federation>) -> OperatorOnly {
+        LearningServer::with_interceptor(Self::new(federation), crate::console::require_operator)
     }
 }
+
+/// The interceptor every console service sits behind.
+type Interceptor = fn(Request<()>) -> Result<Request<()>, Status>;
+
+/// The `Learning` service behind [`crate::console::require_operator`].
+pub type OperatorOnly =
+    tonic::service::interceptor::InterceptedService<LearningServer<LearningService>, Interceptor>;
 
 fn internal(e: impl std::fmt::Display) -> Status {
     tracing::error!(error = %e, "learning console read failed");
