@@ -8,6 +8,7 @@ const PROTOS: &[&str] = &[
     "synapse/link/v1/link.proto",
     "synapse/console/v1/console.proto",
     "synapse/console/v1/rollouts.proto",
+    "synapse/console/v1/learning.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -97,6 +97,9 @@ pub async fn run(config: AgentConfig) -> Result<()> {
     let mut rollouts =
         crate::rollout::Rollouts::restore(runtime.clone(), store.db(), &config.functions)
             .context("restoring the versions rollouts applied")?;
+    if config.learning.enabled && config.link.is_some() {
+        rollouts = rollouts.with_learning_models();
+    }
     let mut tasks = JoinSet::new();
     tasks.spawn(crate::metrics::serve(
         config.metrics.listen,
@@ -117,6 +120,27 @@ pub async fn run(config: AgentConfig) -> Result<()> {
     let rollout_frames = rollouts.subscribe(&mut control);
     let (link_status, link_watch) = watch::channel(crate::link::LinkStatus::default());
     tasks.spawn(rollouts.run(rollout_frames, link_watch, stop_rx.clone()));
+    // The neural forecaster in service; the learner swaps in the versions the hub ships, and
+    // the live policy takes its forecasts from this handle.
+    let model =
+        crate::forecast::neural::ModelHandle::factory().context("loading the neural forecaster")?;
+    if config.learning.enabled && config.link.is_some() {
+        let frames = control.subscribe(crate::learning::KINDS);
+        let data = crate::learning::StoreMinutes {
+            store: store.clone(),
+            window: config.learning.window,
+            max_pairs: config.learning.max_pairs,
+        };
+        let learner = crate::learning::Learner::new(model.clone(), data, control.to_hub());
+        let cancel = CancellationToken::new();
+        let mut stop = stop_rx.clone();
+        let on_stop = cancel.clone();
+        tokio::spawn(async move {
+            crate::shutdown::stopped(&mut stop).await;
+            on_stop.cancel();
+        });
+        tokio::spawn(learner.run(frames, cancel));
+    }
     let sink = config.link.clone().map(|link_config| {
         let (tx, rx) = mpsc::channel(LINK_QUEUE);
         let identity = crate::link::AgentIdentity {

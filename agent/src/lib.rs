@@ -12,6 +12,7 @@ pub mod control;
 pub mod drive;
 pub mod forecast;
 pub mod gateway;
+pub mod learning;
 pub mod link;
 pub mod metrics;
 pub mod policy;

@@ -41,6 +41,8 @@ pub struct HubConfig {
     pub console: ConsoleConfig,
     pub metrics: MetricsConfig,
     pub rollouts: RolloutsConfig,
+    /// Federated learning of the neural forecaster (`[federation]`).
+    pub federation: crate::federation::FederationConfig,
 }
 
 /// Certificates of the hub; the same CA signs agents' and operators' certificates.
@@ -210,6 +212,7 @@ impl Default for HubConfig {
             console: ConsoleConfig::default(),
             metrics: MetricsConfig::default(),
             rollouts: RolloutsConfig::default(),
+            federation: Default::default(),
         }
     }
 }

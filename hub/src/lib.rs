@@ -8,11 +8,15 @@
 //! - [`console`]: the operators' gRPC console.
 //! - [`metrics`]: Prometheus metrics `synapse_hub_*`.
 //! - [`rollout`]: fleet rollouts of function versions, models and agent settings in gated steps.
+//! - [`federation`]: federated-learning rounds, robust aggregation, the optimizer step.
+//! - [`models`]: the registry of the neural forecaster's versions.
 
 pub mod certs;
 pub mod config;
 pub mod console;
+pub mod federation;
 pub mod link;
 pub mod metrics;
+pub mod models;
 pub mod registry;
 pub mod rollout;

@@ -8,6 +8,7 @@ use clap::Parser;
 use synapse_hub::{
     config::HubConfig,
     console::{self, ConsoleTls},
+    federation::{Federation, console::LearningService},
     link::{self, LinkContext},
     metrics::{self, HubMetrics},
     registry::{Durability, Registry},
@@ -103,10 +104,25 @@ async fn run(config: HubConfig) -> anyhow::Result<()> {
         config.rollouts.clone(),
     )
     .context("cannot open the rollout store")?;
-    let context = Arc::new(context.with_handler(Arc::new(rollouts.clone())));
+    // Model versions from federated rounds go out through rollouts.
+    let federation = Federation::open(
+        &db,
+        config.federation.clone(),
+        context.outlet(),
+        Box::new(rollouts.clone()),
+        config.link.max_frame_bytes,
+    )
+    .context("cannot start federated learning")?;
+    let context = Arc::new(
+        context
+            .with_handler(Arc::new(rollouts.clone()))
+            .with_handler(federation.clone()),
+    );
     let rollouts_task = tokio::spawn(rollouts.clone().run(shutdown.clone()));
+    let federation_task = tokio::spawn(federation.clone().run(shutdown.clone()));
     let mut routes = console::RoutesBuilder::default();
     RolloutsService::add_to(rollouts, &mut routes);
+    routes.add_service(LearningService::routes(federation));
     let link_task = tokio::spawn(link::serve(endpoint, context, shutdown.clone()));
     let console_task = tokio::spawn({
         let (registry, shutdown, tls) = (registry.clone(), shutdown.clone(), config.tls.clone());
@@ -130,6 +146,7 @@ async fn run(config: HubConfig) -> anyhow::Result<()> {
     shutdown.cancel();
     link_task.await.context("link task")?;
     rollouts_task.await.context("rollout task")?;
+    federation_task.await.context("federation task")?;
     console_task
         .await
         .context("console task")?

@@ -21,6 +21,11 @@ pub mod link {
                     Self::Error(_) => "error",
                     Self::DesiredVersions(_) => "desired_versions",
                     Self::RunningVersions(_) => "running_versions",
+                    Self::RoundOpen(_) => "round_open",
+                    Self::GradientReport(_) => "gradient_report",
+                    Self::ModelOffer(_) => "model_offer",
+                    Self::ModelChunk(_) => "model_chunk",
+                    Self::ModelReport(_) => "model_report",
                 }
             }
 

@@ -7,8 +7,10 @@ use std::{collections::BTreeMap, net::SocketAddr, path::Path, path::PathBuf, tim
 use serde::Deserialize;
 
 mod function;
+mod learning;
 
 pub use function::{ElementType, FunctionKind, FunctionSpec, TensorInput, TensorOutput, Transform};
+pub use learning::LearningConfig;
 
 /// Everything `synapse-agent run` needs.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -26,6 +28,8 @@ pub struct AgentConfig {
     pub functions: Vec<FunctionSpec>,
     /// Cgroups started by other runtimes that the agent watches as functions.
     pub watch: Vec<WatchSpec>,
+    /// Federated training of the neural forecaster (`[learning]`).
+    pub learning: LearningConfig,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

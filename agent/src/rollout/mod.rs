@@ -76,6 +76,9 @@ pub struct Rollouts {
     /// Managers of pools started by rollouts; they end with their pool or at shutdown.
     managers: JoinSet<()>,
     models: Option<Box<dyn ModelApplier>>,
+    /// The learner installs the model versions the hub offers it and reports them with its
+    /// own frames, which the hub's rollout engine reads; this module leaves `model` alone.
+    models_by_learning: bool,
 }
 
 impl Rollouts {
@@ -101,6 +104,7 @@ impl Rollouts {
             to_hub: None,
             managers: JoinSet::new(),
             models: None,
+            models_by_learning: false,
         };
         let mut kept = BTreeMap::new();
         for entry in this.applied.iter() {
@@ -158,6 +162,13 @@ impl Rollouts {
     /// Model versions go to `applier`.
     pub fn with_models(mut self, applier: Box<dyn ModelApplier>) -> Self {
         self.models = Some(applier);
+        self
+    }
+
+    /// Model versions are the learner's (see `crate::learning`): they arrive as offers and
+    /// are reported as installed or refused by it.
+    pub fn with_learning_models(mut self) -> Self {
+        self.models_by_learning = true;
         self
     }
 
@@ -228,6 +239,9 @@ impl Rollouts {
 
     async fn apply(&mut self, desired: DesiredVersion, stop: &mut watch::Receiver<bool>) {
         let target = desired.target.clone();
+        if target == "model" && self.models_by_learning {
+            return;
+        }
         let known = self.running.get(&target);
         let current = known.map(|r| r.version.clone()).unwrap_or_default();
         if current == desired.version {

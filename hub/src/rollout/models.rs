@@ -74,3 +74,26 @@ impl RolloutEngine {
             }))
     }
 }
+
+/// Federated model versions reach agents in the waves of their rollout.
+impl crate::federation::rollout::Recipients for RolloutEngine {
+    fn recipients(&self, model: &crate::models::ModelRecord, connected: &[String]) -> Vec<String> {
+        self.model_recipients(&model.version.to_string(), &model.sha256, connected)
+            .unwrap_or_else(|e| {
+                tracing::error!(version = model.version, "model rollout: {e}");
+                Vec::new()
+            })
+    }
+
+    fn reported(&self, agent: &str, report: &synapse_proto::link::v1::ModelReport) {
+        use synapse_proto::link::v1::model_report::Outcome;
+        let serving = report.serving_version.to_string();
+        let refused = (report.outcome == Outcome::Refused as i32)
+            .then(|| (report.version.to_string(), report.reason.clone()));
+        self.model_reported(
+            agent,
+            &serving,
+            refused.as_ref().map(|(v, e)| (v.as_str(), e.as_str())),
+        );
+    }
+}

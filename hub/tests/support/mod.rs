@@ -101,6 +101,11 @@ pub struct Hub {
 
 impl Hub {
     pub fn start(root: &Path, pki: &Pki) -> Self {
+        Self::start_with(root, pki, "")
+    }
+
+    /// A hub whose configuration ends with `more` (further TOML sections).
+    pub fn start_with(root: &Path, pki: &Pki, more: &str) -> Self {
         let (link, console, metrics) = (free_udp_port(), free_tcp_port(), free_tcp_port());
         let config = root.join("hub.toml");
         let text = format!(
@@ -112,7 +117,7 @@ impl Hub {
             cert = pki.cert("synapse-hub"),
             key = pki.key("synapse-hub"),
         );
-        std::fs::write(&config, text).unwrap();
+        std::fs::write(&config, format!("{text}{more}")).unwrap();
         let mut hub = Self {
             config,
             link: format!("127.0.0.1:{link}"),

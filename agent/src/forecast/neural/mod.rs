@@ -1,10 +1,12 @@
 //! The neural forecaster: a small MLP of fixed architecture ([`mlp`]) whose weights live in an
 //! ONNX file ([`onnx`]) run by tract ([`runner`]), with a Rust forward and backward pass for
 //! the same architecture and a synthetic pretraining ([`train`]) that produces the first model.
+//! [`serving`] keeps the version in service swappable while forecasts run.
 
 pub mod mlp;
 pub mod onnx;
 pub mod runner;
+pub mod serving;
 pub mod train;
 
 use std::collections::VecDeque;
@@ -12,6 +14,7 @@ use std::sync::Arc;
 
 pub use mlp::MlpModel;
 pub use runner::TractRunner;
+pub use serving::{ModelHandle, ServingModel};
 
 use super::{Forecaster, MinuteCount};
 

@@ -52,8 +52,8 @@ impl Connection {
         Ok(ConsoleClient::new(self.channel().await?))
     }
 
-    /// A TLS channel to the console, for every service it serves.
-    async fn channel(&self) -> anyhow::Result<Channel> {
+    /// A TLS channel to the console, for any of its services.
+    pub async fn channel(&self) -> anyhow::Result<Channel> {
         let dir = crate::tls_dir();
         let ca = self.ca.clone().unwrap_or_else(|| dir.join("ca.pem"));
         let cert = self
@@ -78,13 +78,13 @@ impl Connection {
     }
 }
 
-fn print_json(value: &serde_json::Value) -> anyhow::Result<()> {
+pub fn print_json(value: &serde_json::Value) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
 }
 
 /// Turns a gRPC status into an error that names the request.
-fn status(what: &'static str) -> impl Fn(tonic::Status) -> anyhow::Error {
+pub fn status(what: &'static str) -> impl Fn(tonic::Status) -> anyhow::Error {
     move |e| anyhow::anyhow!("{what}: {}: {}", e.code(), e.message())
 }
 
@@ -157,8 +157,10 @@ pub async fn run(connection: &Connection, output: Output, command: Command) -> a
         },
         Command::Agents { watch: true } => watch(&mut client, output, true).await?,
         Command::Functions { watch: true } => watch(&mut client, output, false).await?,
-        Command::Certs { .. } => bail!("certs does not use the console"),
         Command::Rollouts { .. } => bail!("rollouts are handled above"),
+        Command::Certs { .. } | Command::Models { .. } | Command::Rounds { .. } => {
+            bail!("this command does not use the Console service")
+        }
     }
     Ok(())
 }

@@ -2,9 +2,11 @@
 //! certificates offline; `agents`, `agent`, `functions` and `stats` read the hub's console
 //! over gRPC with an operator certificate, as tables or `-o json`, once or `--watch`;
 //! `rollouts` starts and steers fleet rollouts.
+//! `models` and `rounds` read the federated-learning registry and rounds.
 
 mod certs;
 mod console;
+mod learning;
 mod render;
 mod rollouts;
 
@@ -63,12 +65,27 @@ enum Command {
         #[command(subcommand)]
         command: rollouts::RolloutsCommand,
     },
+    /// The neural forecaster's versions in the model registry.
+    Models {
+        #[command(subcommand)]
+        command: learning::ModelsCommand,
+    },
+    /// Federated training rounds, with the loss of each.
+    Rounds {
+        #[command(subcommand)]
+        command: learning::RoundsCommand,
+    },
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Certs { command } => certs::run(command),
+        Command::Models { .. } | Command::Rounds { .. } => tokio::runtime::Runtime::new()
+            .map_err(anyhow::Error::from)
+            .and_then(|runtime| {
+                runtime.block_on(learning::run(&cli.connection, cli.output, cli.command))
+            }),
         command => tokio::runtime::Runtime::new()
             .map_err(anyhow::Error::from)
             .and_then(|runtime| {

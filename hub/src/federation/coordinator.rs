@@ -1,0 +1,562 @@
+//! The round state machine on the hub, and the link handler of the learning frames.
+//!
+//! ```text
+//! (no round) ──interval elapsed, ≥ min_clients connected──▶ open ──all invited answered, or
+//! deadline with ≥ min_clients──▶ closed (new version, shipped)    └─deadline, fewer──▶ abandoned
+//! ```
+//!
+//! Every transition is written to sled before it has effects outside (frames, logs), and a
+//! received gradient is durable before its frame counts as handled. On start the coordinator
+//! resumes the open round; if the crash came after the round's version was registered, the
+//! round is marked closed with that version instead of producing a second one.
+
+use std::{
+    sync::{Arc, Mutex, MutexGuard},
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use synapse_proto::link::v1::{
+    GradientReport, ModelChunk, ModelOffer, ModelReport, RoundOpen, frame::Body,
+    model_report::Outcome,
+};
+use tokio_util::sync::CancellationToken;
+
+use super::{
+    aggregate::Contribution,
+    config::{FederationConfig, FederationConfigError},
+    intake::{self, Refusal},
+    optimizer::Optimizer,
+    rollout::Recipients,
+    rounds::{RoundRecord, RoundState, RoundStore, RoundsError},
+    update::apply_round,
+};
+use crate::link::{AgentOutlet, ConnectedAgent, ControlHandler, ControlRefusal, Handled};
+use crate::models::{ModelRecord, ModelRegistry, ModelsError, NewModel, onnx};
+
+/// Why the federation could not start or step.
+#[derive(Debug, thiserror::Error)]
+pub enum FederationError {
+    #[error(transparent)]
+    Config(#[from] FederationConfigError),
+    #[error(transparent)]
+    Models(#[from] ModelsError),
+    #[error(transparent)]
+    Rounds(#[from] RoundsError),
+    #[error("model weights: {0}")]
+    Weights(#[from] onnx::WeightsError),
+    #[error("cannot read the initial model {path}: {source}")]
+    InitialModel {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("stored optimizer state is corrupt: {0}")]
+    OptimizerState(#[from] serde_json::Error),
+}
+
+/// The hub's federated-learning coordinator; one per hub, shared by the link and the console.
+pub struct Federation {
+    config: FederationConfig,
+    models: ModelRegistry,
+    rounds: RoundStore,
+    outlet: AgentOutlet,
+    recipients: Box<dyn Recipients>,
+    /// Largest model chunk, below the link's frame limit.
+    chunk_bytes: usize,
+    inner: Mutex<Inner>,
+    /// The version last offered to each agent on its current connection, so that agents a
+    /// rollout adds in a later wave get the version at the next tick, once.
+    offered: Mutex<std::collections::HashMap<String, u64>>,
+}
+
+struct Inner {
+    open: Option<RoundRecord>,
+    latest: Option<ModelRecord>,
+    parameters: usize,
+    optimizer: Optimizer,
+    next_round: u64,
+    last_opened_unix_ms: i64,
+}
+
+const OPTIMIZER_KEY: &str = "optimizer";
+
+fn now_unix_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+impl Federation {
+    /// Opens the registry and rounds in `db`, registers the initial model if the registry is
+    /// empty, and resumes an open round.
+    pub fn open(
+        db: &sled::Db,
+        config: FederationConfig,
+        outlet: AgentOutlet,
+        recipients: Box<dyn Recipients>,
+        max_frame_bytes: usize,
+    ) -> Result<Arc<Self>, FederationError> {
+        config.validate()?;
+        let models = ModelRegistry::open(db)?;
+        let rounds = RoundStore::open(db)?;
+        if models.latest()?.is_none()
+            && let Some(path) = &config.initial_model
+        {
+            let bytes = std::fs::read(path).map_err(|source| FederationError::InitialModel {
+                path: path.display().to_string(),
+                source,
+            })?;
+            onnx::read_weights(&bytes)?;
+            let record = models.register(NewModel {
+                onnx: &bytes,
+                parent: 0,
+                round: 0,
+                training_loss: None,
+                metrics: Default::default(),
+                created_unix_ms: now_unix_ms(),
+            })?;
+            tracing::info!(version = record.version, sha256 = %record.sha256, "initial model registered");
+        }
+        let latest = models.latest()?;
+        let parameters = match &latest {
+            Some(record) => onnx::read_weights(&models.onnx(record.version)?)?.len(),
+            None => 0,
+        };
+        let fresh = || {
+            Optimizer::new(
+                config.optimizer,
+                config.learning_rate,
+                config.momentum,
+                parameters,
+            )
+        };
+        let optimizer = match rounds.state(OPTIMIZER_KEY)? {
+            Some(bytes) => serde_json::from_slice::<Optimizer>(&bytes)?.reconfigured(
+                config.optimizer,
+                config.learning_rate,
+                config.momentum,
+                parameters,
+            ),
+            None => fresh(),
+        };
+        let last = rounds.latest()?;
+        let federation = Arc::new(Self {
+            chunk_bytes: config
+                .chunk_bytes
+                .min(max_frame_bytes.saturating_sub(1024))
+                .max(256),
+            config,
+            models,
+            rounds,
+            outlet,
+            recipients,
+            inner: Mutex::new(Inner {
+                next_round: last.as_ref().map_or(1, |r| r.round + 1),
+                last_opened_unix_ms: last.as_ref().map_or(0, |r| r.opened_unix_ms),
+                open: last.filter(|r| r.state == RoundState::Open),
+                latest,
+                parameters,
+                optimizer,
+            }),
+            offered: Mutex::new(Default::default()),
+        });
+        if let Some(open) = &federation.lock().open {
+            tracing::info!(round = open.round, "resuming the open round");
+        }
+        Ok(federation)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub fn models(&self) -> &ModelRegistry {
+        &self.models
+    }
+
+    pub fn rounds(&self) -> &RoundStore {
+        &self.rounds
+    }
+
+    /// Ticks the state machine until `shutdown`.
+    pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
+        let period = (self.config.round_timeout.min(self.config.round_interval) / 10)
+            .clamp(Duration::from_millis(20), Duration::from_secs(1));
+        let mut ticker = tokio::time::interval(period);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = ticker.tick() => {
+                    if let Err(e) = self.tick(now_unix_ms()) {
+                        tracing::error!("federation: {e}");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Closes an open round whose deadline passed, or opens the next one when it is due;
+    /// offers the newest version to the agents its rollout added since.
+    pub fn tick(&self, now: i64) -> Result<(), FederationError> {
+        if !self.config.enabled {
+            return Ok(());
+        }
+        let mut inner = self.lock();
+        if let Some(latest) = inner.latest.clone() {
+            let connected = self.outlet.agents();
+            for agent in self.recipients.recipients(&latest, &connected) {
+                self.offer(&agent, &latest);
+            }
+        }
+        if let Some(open) = &inner.open {
+            if now > open.deadline_unix_ms {
+                self.finish(&mut inner, now)?;
+            }
+            return Ok(());
+        }
+        let Some(latest) = inner.latest.clone() else {
+            return Ok(());
+        };
+        if now < inner.last_opened_unix_ms + self.config.round_interval.as_millis() as i64 {
+            return Ok(());
+        }
+        let connected = self.outlet.agents();
+        if connected.len() < self.config.min_clients {
+            return Ok(());
+        }
+        let record = RoundRecord {
+            round: inner.next_round,
+            model_version: latest.version,
+            state: RoundState::Open,
+            opened_unix_ms: now,
+            deadline_unix_ms: now + self.config.round_timeout.as_millis() as i64,
+            ended_unix_ms: 0,
+            invited: connected,
+            accepted: 0,
+            refused: Default::default(),
+            loss: 0.0,
+            samples: 0,
+            produced_version: 0,
+            note: String::new(),
+        };
+        self.rounds.save(&record)?;
+        self.rounds.flush()?;
+        inner.next_round += 1;
+        inner.last_opened_unix_ms = now;
+        tracing::info!(
+            round = record.round,
+            version = latest.version,
+            agents = record.invited.len(),
+            "round opened"
+        );
+        for agent in &record.invited {
+            self.send_round(agent, &record, &latest, inner.parameters);
+        }
+        inner.open = Some(record);
+        Ok(())
+    }
+
+    fn send_round(&self, agent: &str, round: &RoundRecord, model: &ModelRecord, parameters: usize) {
+        let frame = Body::RoundOpen(RoundOpen {
+            round: round.round,
+            model_version: model.version,
+            model_sha256: model.sha256.clone(),
+            parameters: parameters as u32,
+            deadline_unix_ms: round.deadline_unix_ms,
+        });
+        if let Err(e) = self.outlet.send(agent, frame) {
+            tracing::debug!(agent, round = round.round, "round not sent: {e}");
+        }
+    }
+
+    /// Ends the open round: a new version if enough gradients came, else abandoned.
+    fn finish(&self, inner: &mut Inner, now: i64) -> Result<(), FederationError> {
+        let Some(mut round) = inner.open.take() else {
+            return Ok(());
+        };
+        let gradients = self.rounds.gradients(round.round)?;
+        round.accepted = gradients.len() as u32;
+        round.samples = gradients.iter().map(|(_, g)| g.samples).sum();
+        round.loss = gradients
+            .iter()
+            .map(|(_, g)| g.loss * g.samples as f64)
+            .sum::<f64>()
+            / round.samples.max(1) as f64;
+        round.ended_unix_ms = now;
+        let mut shipped = None;
+        if gradients.len() < self.config.min_clients {
+            round.state = RoundState::Abandoned;
+            round.note = format!(
+                "{} of the {} gradients needed came by the deadline",
+                gradients.len(),
+                self.config.min_clients
+            );
+            tracing::warn!(round = round.round, "round abandoned: {}", round.note);
+        } else {
+            let latest = inner.latest.clone().ok_or(ModelsError::MissingFile(0))?;
+            if latest.round == round.round {
+                // The hub stopped after registering this round's version: keep that one.
+                round.produced_version = latest.version;
+            } else {
+                let record = self.produce(inner, &round, &latest, gradients)?;
+                round.produced_version = record.version;
+                shipped = Some(record);
+            }
+            round.state = RoundState::Closed;
+        }
+        self.rounds.save(&round)?;
+        self.rounds.drop_gradients(round.round)?;
+        self.rounds.flush()?;
+        if let Some(record) = shipped {
+            tracing::info!(
+                round = round.round,
+                version = record.version,
+                loss = round.loss,
+                clients = round.accepted,
+                "round closed"
+            );
+            self.distribute(&record);
+        }
+        Ok(())
+    }
+
+    fn produce(
+        &self,
+        inner: &mut Inner,
+        round: &RoundRecord,
+        latest: &ModelRecord,
+        gradients: Vec<(String, GradientReport)>,
+    ) -> Result<ModelRecord, FederationError> {
+        let parent = self.models.onnx(latest.version)?;
+        let weights = onnx::read_weights(&parent)?;
+        let contributions = gradients
+            .into_iter()
+            .map(|(_, g)| Contribution {
+                gradient: g.gradient,
+                samples: g.samples,
+            })
+            .collect();
+        let update = apply_round(
+            &self.config,
+            &mut inner.optimizer,
+            &weights,
+            contributions,
+            rand::random(),
+        )
+        .ok_or(ModelsError::MissingFile(latest.version))?;
+        let file = onnx::write_weights(&parent, &update.weights)?;
+        let record = self.models.register(NewModel {
+            onnx: &file,
+            parent: latest.version,
+            round: round.round,
+            training_loss: Some(round.loss),
+            metrics: update.metrics,
+            created_unix_ms: round.ended_unix_ms,
+        })?;
+        // The round's loss was measured on the parent, on data it was not trained on.
+        self.models
+            .annotate(latest.version, &[("evaluated_loss", round.loss)])?;
+        self.rounds
+            .set_state(OPTIMIZER_KEY, &serde_json::to_vec(&inner.optimizer)?)?;
+        inner.latest = Some(record.clone());
+        Ok(record)
+    }
+
+    /// Offers `model` to the agents the rollout chooses among the connected ones.
+    fn distribute(&self, model: &ModelRecord) {
+        let connected = self.outlet.agents();
+        for agent in self.recipients.recipients(model, &connected) {
+            self.offer(&agent, model);
+        }
+    }
+
+    fn forget_offer(&self, agent: &str) {
+        self.offered
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(agent);
+    }
+
+    fn offer(&self, agent: &str, model: &ModelRecord) {
+        {
+            let mut offered = self.offered.lock().unwrap_or_else(|p| p.into_inner());
+            if offered.get(agent) == Some(&model.version) {
+                return;
+            }
+            offered.insert(agent.to_owned(), model.version);
+        }
+        let bytes = match self.models.onnx(model.version) {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                tracing::error!(version = model.version, "cannot offer: {e}");
+                return;
+            }
+        };
+        let chunks: Vec<&[u8]> = bytes.chunks(self.chunk_bytes).collect();
+        let offer = Body::ModelOffer(ModelOffer {
+            version: model.version,
+            sha256: model.sha256.clone(),
+            size_bytes: bytes.len() as u64,
+            chunks: chunks.len() as u32,
+            parent: model.parent,
+            round: model.round,
+        });
+        let sent = std::iter::once(offer)
+            .chain(chunks.iter().enumerate().map(|(index, data)| {
+                Body::ModelChunk(ModelChunk {
+                    version: model.version,
+                    index: index as u32,
+                    data: data.to_vec(),
+                })
+            }))
+            .try_for_each(|frame| self.outlet.send(agent, frame));
+        if let Err(e) = sent {
+            // The agent gets the version again at the next tick or when it reconnects.
+            self.forget_offer(agent);
+            tracing::warn!(agent, version = model.version, "model offer cut short: {e}");
+        }
+    }
+
+    fn take_gradient(&self, agent: &str, report: GradientReport) -> Result<(), FederationError> {
+        let now = now_unix_ms();
+        let mut inner = self.lock();
+        let expect = intake::Expectation {
+            open: inner.open.as_ref(),
+            now_unix_ms: now,
+            parameters: inner.parameters,
+            staleness_bound: self.config.staleness_bound,
+            latest_version: inner.latest.as_ref().map_or(0, |m| m.version),
+        };
+        let refusal = match intake::check(&report, &expect) {
+            Err(refusal) => Some(refusal),
+            Ok(()) if !self.rounds.put_gradient(report.round, agent, &report)? => {
+                Some(Refusal::Duplicate)
+            }
+            Ok(()) => None,
+        };
+        if let Some(refusal) = refusal {
+            tracing::info!(
+                agent,
+                round = report.round,
+                reason = refusal.name(),
+                "gradient refused"
+            );
+            return self.count_refusal(&mut inner, report.round, refusal);
+        }
+        self.rounds.flush()?;
+        let Some(open) = inner.open.as_ref() else {
+            return Ok(());
+        };
+        let answered = self.rounds.gradients(open.round)?;
+        let everyone = open
+            .invited
+            .iter()
+            .all(|invited| answered.iter().any(|(a, _)| a == invited));
+        if everyone && answered.len() >= self.config.min_clients {
+            self.finish(&mut inner, now)?;
+        }
+        Ok(())
+    }
+
+    fn count_refusal(
+        &self,
+        inner: &mut Inner,
+        round: u64,
+        refusal: Refusal,
+    ) -> Result<(), FederationError> {
+        let bump = |record: &mut RoundRecord| {
+            *record.refused.entry(refusal.name().to_owned()).or_default() += 1;
+        };
+        match inner.open.as_mut() {
+            Some(open) if open.round == round => {
+                bump(open);
+                self.rounds.save(open)?;
+            }
+            _ => match self.rounds.get(round)? {
+                Some(mut record) => {
+                    bump(&mut record);
+                    self.rounds.save(&record)?;
+                }
+                None => tracing::warn!(round, "gradient for a round that never existed"),
+            },
+        }
+        self.rounds.flush()?;
+        Ok(())
+    }
+
+    fn take_report(&self, agent: &str, report: &ModelReport) -> Result<(), FederationError> {
+        let (metric, outcome) = match Outcome::try_from(report.outcome) {
+            Ok(Outcome::Installed) => ("installed_on_agents", "installed"),
+            Ok(Outcome::Refused) => ("refused_by_agents", "refused"),
+            _ => ("unclear_reports", "unspecified"),
+        };
+        if outcome == "refused" {
+            tracing::warn!(agent, version = report.version, reason = %report.reason, serving = report.serving_version, "agent refused a model version");
+        } else {
+            tracing::info!(agent, version = report.version, outcome, "model report");
+        }
+        self.recipients.reported(agent, report);
+        let _guard = self.lock();
+        if let Some(record) = self.models.get(report.version)? {
+            let count = record.metrics.get(metric).copied().unwrap_or(0.0) + 1.0;
+            self.models.annotate(report.version, &[(metric, count)])?;
+            self.rounds.flush()?;
+        }
+        Ok(())
+    }
+}
+
+impl ControlHandler for Federation {
+    fn frame(&self, agent: &str, body: Body) -> Result<Handled, ControlRefusal> {
+        let outcome = match body {
+            Body::GradientReport(report) => self.take_gradient(agent, report),
+            Body::ModelReport(report) => self.take_report(agent, &report),
+            other => return Ok(Handled::Declined(other)),
+        };
+        if let Err(e) = outcome {
+            // A store failure is the hub's problem, not the agent's: it stays connected.
+            tracing::error!(agent, "federation could not take a frame: {e}");
+        }
+        Ok(Handled::Consumed)
+    }
+
+    fn disconnected(&self, agent: &str) {
+        self.forget_offer(agent);
+    }
+
+    fn connected(&self, agent: &ConnectedAgent) {
+        self.forget_offer(&agent.agent);
+        let mut inner = self.lock();
+        let Some(latest) = inner.latest.clone() else {
+            return;
+        };
+        if self
+            .recipients
+            .recipients(&latest, std::slice::from_ref(&agent.agent))
+            .contains(&agent.agent)
+        {
+            self.offer(&agent.agent, &latest);
+        }
+        let parameters = inner.parameters;
+        let Some(open) = inner.open.as_mut() else {
+            return;
+        };
+        if self
+            .rounds
+            .has_gradient(open.round, &agent.agent)
+            .unwrap_or(true)
+        {
+            return;
+        }
+        if !open.invited.contains(&agent.agent) {
+            open.invited.push(agent.agent.clone());
+            if let Err(e) = self.rounds.save(open) {
+                tracing::error!("federation: {e}");
+            }
+        }
+        let open = open.clone();
+        self.send_round(&agent.agent, &open, &latest, parameters);
+    }
+}

@@ -1,0 +1,22 @@
+//! Which agents receive a model version. One small trait, so that the rollout subsystem can
+//! stage versions (canaries, waves) later; today every connected agent gets every version.
+
+use synapse_proto::link::v1::ModelReport;
+
+use crate::models::ModelRecord;
+
+/// Decides the recipients of a version among the connected agents.
+pub trait Recipients: Send + Sync {
+    fn recipients(&self, model: &ModelRecord, connected: &[String]) -> Vec<String>;
+    /// `agent` installed or refused a version (what it serves is in the report).
+    fn reported(&self, _agent: &str, _report: &ModelReport) {}
+}
+
+/// Every connected agent receives every version.
+pub struct AllAgents;
+
+impl Recipients for AllAgents {
+    fn recipients(&self, _model: &ModelRecord, connected: &[String]) -> Vec<String> {
+        connected.to_vec()
+    }
+}
