@@ -3,11 +3,12 @@
 //! instances from here for every invocation.
 //!
 //! A manager task per function ticks every second: it asks the function's [`Planner`] for a
-//! pool plan, starts instances up to the target (pre-warming ahead of demand), retires idle
+//! pool plan, scales its target by this host's [`PlacementShare`], starts instances up to the target (pre-warming ahead of demand), retires idle
 //! ones past their keep-alive, and accounts idle memory × time.
 
 pub mod instance;
 pub mod onnx;
+pub mod placement;
 pub mod planner;
 pub mod pool;
 pub mod process;
@@ -32,6 +33,7 @@ use tracing::warn;
 
 use self::{
     instance::End,
+    placement::PlacementShare,
     planner::{FixedPlan, Planner, PoolPlan},
     pool::{Lease, Pool},
     readiness::Readiness,
@@ -105,6 +107,7 @@ pub struct FunctionRuntime {
     pub env: Arc<RuntimeEnv>,
     pool: Mutex<Pool>,
     planner: Mutex<Box<dyn Planner>>,
+    placement: PlacementShare,
     next_seq: AtomicU64,
     failures_in_row: AtomicU64,
     minute: Mutex<Minute>,
@@ -134,6 +137,7 @@ impl FunctionRuntime {
                 spec.queue_limit,
             )),
             planner: Mutex::new(planner),
+            placement: PlacementShare::default(),
             next_seq: AtomicU64::new(0),
             failures_in_row: AtomicU64::new(0),
             minute: Mutex::new(Minute {
@@ -147,6 +151,12 @@ impl FunctionRuntime {
             id,
             env,
         })
+    }
+
+    /// This host's share of the function's warm pool, set by cross-tier placement and applied
+    /// after the planner at every tick.
+    pub fn placement(&self) -> PlacementShare {
+        self.placement.clone()
     }
 
     fn pool(&self) -> std::sync::MutexGuard<'_, Pool> {
@@ -340,10 +350,7 @@ impl FunctionRuntime {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .plan(now_s);
-        let target = plan
-            .target
-            .max(self.spec.min_warm)
-            .min(self.spec.max_instances);
+        let target = held_target(plan.target, &self.spec, &self.placement);
         let keep_alive = plan
             .keep_alive
             .clamp(self.spec.keep_alive_min, self.spec.keep_alive_max);
@@ -363,6 +370,19 @@ impl FunctionRuntime {
             .get_or_create(&l)
             .set(pool.queue_depth() as i64);
     }
+}
+
+/// Instances the pool holds for a planner's `target`: scaled by this host's placement share,
+/// then clamped to `min_warm..=max_instances` — except at share 0, where the host keeps
+/// nothing warm and `min_warm` is not enforced.
+fn held_target(target: u32, spec: &FunctionSpec, share: &PlacementShare) -> u32 {
+    if !share.keeps_warm() {
+        return 0;
+    }
+    share
+        .scale(target)
+        .max(spec.min_warm)
+        .min(spec.max_instances)
 }
 
 /// Every function's runtime, by name.
@@ -392,5 +412,42 @@ impl Runtime {
 
     pub fn functions(&self) -> impl Iterator<Item = &Arc<FunctionRuntime>> {
         self.functions.values()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(min_warm: u32, max_instances: u32) -> FunctionSpec {
+        let text = format!(
+            "[[functions]]\nname = \"f\"\ncommand = \"/bin/true\"\nmin_warm = {min_warm}\nmax_instances = {max_instances}\n"
+        );
+        crate::config::AgentConfig::parse(&text, "t.toml")
+            .expect("valid")
+            .functions
+            .remove(0)
+    }
+
+    #[test]
+    fn the_placement_share_scales_the_planners_target_within_the_bounds() {
+        let share = PlacementShare::default();
+        assert_eq!(held_target(6, &spec(0, 8), &share), 6);
+        assert_eq!(held_target(12, &spec(0, 8), &share), 8);
+        share.set(0.5).unwrap();
+        assert_eq!(held_target(5, &spec(0, 8), &share), 3);
+        assert_eq!(held_target(1, &spec(0, 8), &share), 1);
+        assert_eq!(
+            held_target(0, &spec(2, 8), &share),
+            2,
+            "min_warm still holds"
+        );
+    }
+
+    #[test]
+    fn share_zero_keeps_nothing_warm_not_even_min_warm() {
+        let share = PlacementShare::default();
+        share.set(0.0).unwrap();
+        assert_eq!(held_target(6, &spec(2, 8), &share), 0);
     }
 }
