@@ -7,6 +7,7 @@ use std::{env, fs, path::PathBuf};
 const PROTOS: &[&str] = &[
     "synapse/link/v1/link.proto",
     "synapse/console/v1/console.proto",
+    "synapse/console/v1/placement.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

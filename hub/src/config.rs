@@ -25,6 +25,8 @@ pub enum ConfigError {
         column: usize,
         message: String,
     },
+    #[error("{path}: {message}")]
+    OutOfRange { path: String, message: String },
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -38,6 +40,7 @@ pub struct HubConfig {
     pub link: LinkConfig,
     pub console: ConsoleConfig,
     pub metrics: MetricsConfig,
+    pub placement: crate::placement::config::PlacementConfig,
 }
 
 /// Certificates of the hub; the same CA signs agents' and operators' certificates.
@@ -94,6 +97,7 @@ impl Default for HubConfig {
             link: LinkConfig::default(),
             console: ConsoleConfig::default(),
             metrics: MetricsConfig::default(),
+            placement: Default::default(),
         }
     }
 }
@@ -148,7 +152,7 @@ impl HubConfig {
 
     /// Parses configuration text; `origin` names it in errors.
     pub fn parse(text: &str, origin: &str) -> Result<Self, ConfigError> {
-        toml::from_str(text).map_err(|e| {
+        let config: Self = toml::from_str(text).map_err(|e| {
             let offset = e.span().map(|span| span.start).unwrap_or(0);
             let before = &text[..offset.min(text.len())];
             let line = before.matches('\n').count() + 1;
@@ -159,7 +163,15 @@ impl HubConfig {
                 column,
                 message: e.message().to_owned(),
             }
-        })
+        })?;
+        config
+            .placement
+            .check()
+            .map_err(|message| ConfigError::OutOfRange {
+                path: origin.to_owned(),
+                message,
+            })?;
+        Ok(config)
     }
 }
 
@@ -205,6 +217,33 @@ mod tests {
             HubConfig::parse(text, "hub.example.toml").unwrap(),
             HubConfig::default()
         );
+    }
+
+    #[test]
+    fn placement_settings_are_read_and_checked() {
+        let text = "[placement]\noptimization_interval = \"2s\"\nmax_moved_share = 0.5\n\
+                    [placement.cost_weights]\ncost = 3.0\n\
+                    [[placement.declared_latency]]\ntiers = [\"edge\", \"cloud\"]\nrtt = \"80ms\"\n";
+        let config = HubConfig::parse(text, "hub.toml").unwrap();
+        assert_eq!(
+            config.placement.optimization_interval,
+            Duration::from_secs(2)
+        );
+        assert_eq!(config.placement.cost_weights.cost, 3.0);
+        assert_eq!(config.placement.cost_weights.user_latency, 1.0);
+        let declared = config.placement.declared_latencies();
+        assert_eq!(declared.get(3, 1), Some(0.08), "both directions");
+        let bad = HubConfig::parse("[placement]\nmax_moved_share = 1.5\n", "hub.toml");
+        let message = bad.unwrap_err().to_string();
+        assert!(
+            message.contains("max_moved_share must be between 0 and 1"),
+            "{message}"
+        );
+        let bad = HubConfig::parse(
+            "[[placement.declared_latency]]\ntiers = [\"edge\", \"moon\"]\nrtt = \"1ms\"\n",
+            "hub.toml",
+        );
+        assert!(bad.unwrap_err().to_string().contains("moon"));
     }
 
     #[test]

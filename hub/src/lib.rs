@@ -6,6 +6,7 @@
 //! - [`registry`]: agents and per-function statistics in sled, exactly-once batch accounting.
 //! - [`link`]: the QUIC server agents connect to.
 //! - [`console`]: the operators' gRPC console.
+//! - [`placement`]: cross-tier placement of warm pools.
 //! - [`metrics`]: Prometheus metrics `synapse_hub_*`.
 
 pub mod certs;
@@ -13,4 +14,5 @@ pub mod config;
 pub mod console;
 pub mod link;
 pub mod metrics;
+pub mod placement;
 pub mod registry;

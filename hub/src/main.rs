@@ -10,6 +10,7 @@ use synapse_hub::{
     console::{self, ConsoleTls},
     link::{self, LinkContext},
     metrics::{self, HubMetrics},
+    placement::{Placement, service::PlacementService},
     registry::{Durability, Registry},
 };
 use synapse_link::tls::{self, TlsFiles};
@@ -87,14 +88,23 @@ async fn run(config: HubConfig) -> anyhow::Result<()> {
         "hub serving"
     );
 
-    let context = Arc::new(LinkContext::new(
+    let context = LinkContext::new(
         config.hub_id.clone(),
         registry.clone(),
         durability,
         metrics.clone(),
         config.link.max_frame_bytes,
         config.link.handshake_timeout,
-    ));
+    );
+    let placement = Placement::open(
+        &db,
+        config.placement.clone(),
+        registry.clone(),
+        context.outlet(),
+    )
+    .context("cannot open the placement plans")?;
+    let context = Arc::new(context.with_handler(Arc::new(placement.clone())));
+    let placement_task = tokio::spawn(placement.clone().run(shutdown.clone()));
     let link_task = tokio::spawn(link::serve(endpoint, context, shutdown.clone()));
     let console_task = tokio::spawn({
         let (registry, shutdown, tls) = (registry.clone(), shutdown.clone(), config.tls.clone());
@@ -104,7 +114,9 @@ async fn run(config: HubConfig) -> anyhow::Result<()> {
                 cert: &tls.cert,
                 key: &tls.key,
             };
-            console::serve(console_listener, files, registry, shutdown).await
+            let mut routes = console::RoutesBuilder::default();
+            routes.add_service(PlacementService::server(placement));
+            console::serve_with(console_listener, files, registry, routes, shutdown).await
         }
     });
     let metrics_task = tokio::spawn(metrics::serve(metrics_listener, metrics, shutdown.clone()));
@@ -117,6 +129,7 @@ async fn run(config: HubConfig) -> anyhow::Result<()> {
     }
     shutdown.cancel();
     link_task.await.context("link task")?;
+    placement_task.await.context("placement task")?;
     console_task
         .await
         .context("console task")?

@@ -19,6 +19,8 @@ pub mod link {
                     Self::Telemetry(_) => "telemetry",
                     Self::Ack(_) => "ack",
                     Self::Error(_) => "error",
+                    Self::DemandReport(_) => "demand_report",
+                    Self::PlacementAssignment(_) => "placement_assignment",
                 }
             }
 

@@ -49,6 +49,11 @@ fn read(path: &PathBuf) -> anyhow::Result<Vec<u8>> {
 
 impl Connection {
     async fn connect(&self) -> anyhow::Result<ConsoleClient<Channel>> {
+        Ok(ConsoleClient::new(self.channel().await?))
+    }
+
+    /// A TLS channel to the console, for any of its services.
+    pub async fn channel(&self) -> anyhow::Result<Channel> {
         let dir = crate::tls_dir();
         let ca = self.ca.clone().unwrap_or_else(|| dir.join("ca.pem"));
         let cert = self
@@ -69,17 +74,17 @@ impl Connection {
             .connect()
             .await
             .with_context(|| format!("cannot reach the hub console at {}", self.hub))?;
-        Ok(ConsoleClient::new(channel))
+        Ok(channel)
     }
 }
 
-fn print_json(value: &serde_json::Value) -> anyhow::Result<()> {
+pub fn print_json(value: &serde_json::Value) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
 }
 
 /// Turns a gRPC status into an error that names the request.
-fn status(what: &'static str) -> impl Fn(tonic::Status) -> anyhow::Error {
+pub fn status(what: &'static str) -> impl Fn(tonic::Status) -> anyhow::Error {
     move |e| anyhow::anyhow!("{what}: {}: {}", e.code(), e.message())
 }
 
@@ -149,7 +154,9 @@ pub async fn run(connection: &Connection, output: Output, command: Command) -> a
         },
         Command::Agents { watch: true } => watch(&mut client, output, true).await?,
         Command::Functions { watch: true } => watch(&mut client, output, false).await?,
-        Command::Certs { .. } => bail!("certs does not use the console"),
+        Command::Certs { .. } | Command::Placement { .. } => {
+            bail!("not a command of the console service")
+        }
     }
     Ok(())
 }

@@ -1,9 +1,11 @@
 //! `synapsectl`: the operators' command line. `certs` manages the fleet's CA and
 //! certificates offline; `agents`, `agent`, `functions` and `stats` read the hub's console
-//! over gRPC with an operator certificate, as tables or `-o json`, once or `--watch`.
+//! over gRPC with an operator certificate, as tables or `-o json`, once or `--watch`;
+//! `placement show|explain|history` reads the hub's placement plans.
 
 mod certs;
 mod console;
+mod placement;
 mod render;
 
 use std::path::PathBuf;
@@ -49,6 +51,11 @@ enum Command {
         #[arg(long)]
         watch: bool,
     },
+    /// Where the hub keeps each function warm: the plan in force, why, and earlier plans.
+    Placement {
+        #[command(subcommand)]
+        command: placement::PlacementCommand,
+    },
     /// Show one function per tier and per agent, with its cold-start histogram.
     Stats {
         function: String,
@@ -62,6 +69,11 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Certs { command } => certs::run(command),
+        Command::Placement { command } => tokio::runtime::Runtime::new()
+            .map_err(anyhow::Error::from)
+            .and_then(|runtime| {
+                runtime.block_on(placement::run(&cli.connection, cli.output, command))
+            }),
         command => tokio::runtime::Runtime::new()
             .map_err(anyhow::Error::from)
             .and_then(|runtime| {
