@@ -26,6 +26,8 @@ pub struct AgentConfig {
     pub functions: Vec<FunctionSpec>,
     /// Cgroups started by other runtimes that the agent watches as functions.
     pub watch: Vec<WatchSpec>,
+    /// Cross-tier placement (used with a `[link]`).
+    pub placement: crate::placement::PlacementConfig,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

@@ -115,3 +115,80 @@ pub fn host_loads(inputs: &Inputs, plan: &[Shares]) -> Vec<f64> {
     }
     loads
 }
+
+/// `k_fh` and `k_f0` for the solvers, with every per-host and per-function constant computed
+/// once (the same arithmetic as [`warm_terms`] and [`cold_cost`]).
+pub struct Pricing<'a> {
+    inputs: &'a Inputs,
+    weights: super::inputs::Weights,
+    /// Per host: 1/capacity (∞ without capacity), price per byte·s, tier, RTT.
+    inverse_capacity: Vec<f64>,
+    price_per_byte: Vec<f64>,
+    tier: Vec<i32>,
+    rtt: Vec<f64>,
+    /// Per function: pool bytes, cold cost.
+    bytes: Vec<f64>,
+    cold: Vec<f64>,
+}
+
+impl<'a> Pricing<'a> {
+    pub fn new(inputs: &'a Inputs) -> Self {
+        let hosts = &inputs.hosts;
+        Self {
+            inputs,
+            weights: inputs.weights(),
+            inverse_capacity: hosts
+                .iter()
+                .map(|h| {
+                    if h.pool_memory_bytes > 0 {
+                        1.0 / h.pool_memory_bytes as f64
+                    } else {
+                        f64::INFINITY
+                    }
+                })
+                .collect(),
+            price_per_byte: (0..hosts.len()).map(|h| inputs.price(h) / 1e9).collect(),
+            tier: hosts.iter().map(|h| h.tier).collect(),
+            rtt: hosts.iter().map(|h| h.rtt_s).collect(),
+            bytes: inputs.functions.iter().map(Function::pool_bytes).collect(),
+            cold: inputs
+                .functions
+                .iter()
+                .map(|f| cold_cost(inputs, f))
+                .collect(),
+        }
+    }
+
+    pub fn bytes(&self, f: usize) -> f64 {
+        self.bytes[f]
+    }
+
+    /// `k_fh`.
+    pub fn warm(&self, f: usize, h: usize) -> f64 {
+        let w = &self.weights;
+        let declared = &self.inputs.declared_latency_s;
+        let mut waiting = 0.0;
+        for &(origin, rate) in &self.inputs.functions[f].demand {
+            if origin != h {
+                let d = declared
+                    .get(self.tier[origin], self.tier[h])
+                    .unwrap_or(self.rtt[origin] + self.rtt[h]);
+                waiting += rate * d;
+            }
+        }
+        let bytes = self.bytes[f];
+        let crowding = if self.inverse_capacity[h].is_finite() {
+            bytes * self.inverse_capacity[h]
+        } else {
+            f64::INFINITY
+        };
+        w.user_latency * waiting
+            + w.resource_utilization * crowding
+            + w.cost * bytes * self.price_per_byte[h]
+    }
+
+    /// `k_f0`.
+    pub fn cold(&self, f: usize) -> f64 {
+        self.cold[f]
+    }
+}

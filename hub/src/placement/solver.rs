@@ -14,7 +14,7 @@
 
 use super::{
     inputs::Inputs,
-    objective::{self, Shares, cold_cost, warm_cost},
+    objective::{self, Pricing, Shares},
 };
 
 /// Cheapest hosts kept per function before the first full scan.
@@ -40,21 +40,22 @@ struct Choice {
 /// Solves `inputs` with the regret-ordered greedy.
 pub fn solve(inputs: &Inputs) -> Solution {
     let hosts = inputs.hosts.len();
+    let pricing = Pricing::new(inputs);
     let mut priced: Vec<(f64, usize)> = Vec::with_capacity(hosts);
     let mut choices: Vec<Choice> = inputs
         .functions
         .iter()
         .enumerate()
-        .map(|(i, f)| {
+        .map(|(i, _)| {
             priced.clear();
-            priced.extend((0..hosts).map(|h| (warm_cost(inputs, f, h), h)));
+            priced.extend((0..hosts).map(|h| (pricing.warm(i, h), h)));
             let keep = CANDIDATES.min(priced.len());
             if keep < priced.len() {
                 priced.select_nth_unstable_by(keep, |a, b| a.0.total_cmp(&b.0));
                 priced.truncate(keep);
             }
             priced.sort_by(|a, b| a.0.total_cmp(&b.0));
-            let cold = cold_cost(inputs, f);
+            let cold = pricing.cold(i);
             let mut firsts: Vec<f64> = priced.iter().take(2).map(|p| p.0).collect();
             firsts.push(cold);
             firsts.sort_by(f64::total_cmp);
@@ -76,8 +77,7 @@ pub fn solve(inputs: &Inputs) -> Solution {
         .collect();
     let mut shares: Vec<Shares> = vec![Vec::new(); inputs.functions.len()];
     for choice in &choices {
-        let f = &inputs.functions[choice.function];
-        let bytes = f.pool_bytes();
+        let bytes = pricing.bytes(choice.function);
         let mut left = bytes;
         let placed = &mut shares[choice.function];
         fill(
@@ -92,7 +92,7 @@ pub fn solve(inputs: &Inputs) -> Solution {
             // Every candidate is full: any host with room that still beats cold.
             let mut rest: Vec<(f64, usize)> = (0..hosts)
                 .filter(|&h| free[h] > CRUMB_BYTES && !placed.iter().any(|p| p.0 == h))
-                .map(|h| (warm_cost(inputs, f, h), h))
+                .map(|h| (pricing.warm(choice.function, h), h))
                 .collect();
             rest.sort_by(|a, b| a.0.total_cmp(&b.0));
             fill(&rest, choice.cold, bytes, &mut left, &mut free, placed);
@@ -104,7 +104,7 @@ pub fn solve(inputs: &Inputs) -> Solution {
         .map(|(s, f)| s.iter().map(|&(h, x)| (h, x * f.pool_bytes())).collect())
         .collect();
     choices.sort_by_key(|c| c.function);
-    improve(inputs, &choices, &mut bytes, &mut free);
+    improve(&pricing, inputs, &choices, &mut bytes, &mut free);
     let shares: Vec<Shares> = bytes
         .iter()
         .zip(&inputs.functions)
@@ -127,15 +127,20 @@ const PASSES: usize = 4;
 /// room, or — when that host is full — swaps it with another function's memory there (that
 /// function takes the freed room, or goes cold) when the exchange lowers the objective. These
 /// are the transportation simplex's cheapest pivots, restricted to the candidate lists.
-fn improve(inputs: &Inputs, choices: &[Choice], bytes: &mut [Vec<(usize, f64)>], free: &mut [f64]) {
+fn improve(
+    pricing: &Pricing,
+    inputs: &Inputs,
+    choices: &[Choice],
+    bytes: &mut [Vec<(usize, f64)>],
+    free: &mut [f64],
+) {
     let functions = &inputs.functions;
     let per_byte = |f: usize, site: Option<usize>| -> f64 {
-        let fun = &functions[f];
         let total = match site {
-            Some(h) => warm_cost(inputs, fun, h),
-            None => cold_cost(inputs, fun),
+            Some(h) => pricing.warm(f, h),
+            None => pricing.cold(f),
         };
-        total / fun.pool_bytes()
+        total / pricing.bytes(f)
     };
     let mut on_host: Vec<Vec<usize>> = vec![Vec::new(); inputs.hosts.len()];
     for (f, pieces) in bytes.iter().enumerate() {
@@ -146,7 +151,7 @@ fn improve(inputs: &Inputs, choices: &[Choice], bytes: &mut [Vec<(usize, f64)>],
     for _ in 0..PASSES {
         let mut changed = false;
         for f in 0..functions.len() {
-            let total = functions[f].pool_bytes();
+            let total = pricing.bytes(f);
             // Every site of f: its hosts, and cold for what is not on any.
             let mut sites: Vec<(Option<usize>, f64)> =
                 bytes[f].iter().map(|&(h, x)| (Some(h), x)).collect();
@@ -182,7 +187,11 @@ fn improve(inputs: &Inputs, choices: &[Choice], bytes: &mut [Vec<(usize, f64)>],
                             continue;
                         }
                         let stay = per_byte(g, Some(target));
-                        for dest in [source, None] {
+                        // Staying costs g at most this much more than leaving anywhere.
+                        if saving + stay <= best.map_or(0.0, |b| b.0) {
+                            continue;
+                        }
+                        for dest in [None, source] {
                             let gain = saving + stay - per_byte(g, dest);
                             if gain > 0.0 && best.is_none_or(|b| gain > b.0) {
                                 best = Some((gain, g, dest));

@@ -280,6 +280,7 @@ impl Placement {
             .map(|name| FunctionPlacement {
                 function: name.clone(),
                 share: plan.share(name, agent),
+                local_fraction: local_fraction(state.inputs.as_ref(), plan, name, agent),
                 forward: plan
                     .warm_elsewhere(name, agent)
                     .into_iter()
@@ -315,6 +316,23 @@ impl Placement {
             Err(e) => tracing::warn!(agent, version, error = %e, "placement assignment not sent"),
         }
     }
+}
+
+/// Fraction of `agent`'s own demand of `function` it serves itself: its share of the fleet's
+/// demand over its part of it, at most 1 (all of it when it keeps the function warm and no
+/// demand of its own was measured).
+fn local_fraction(inputs: Option<&Inputs>, plan: &Plan, function: &str, agent: &str) -> f64 {
+    let share = plan.share(function, agent);
+    if share <= 0.0 {
+        return 0.0;
+    }
+    let own = inputs.and_then(|inputs| {
+        let host = inputs.host_index(agent)?;
+        let f = inputs.functions.iter().find(|f| f.name == function)?;
+        let own: f64 = f.demand.iter().filter(|d| d.0 == host).map(|d| d.1).sum();
+        (own > 0.0).then(|| share * f.total_demand() / own)
+    });
+    own.unwrap_or(1.0).min(1.0)
 }
 
 impl ControlHandler for Placement {
