@@ -10,7 +10,7 @@
 //! - [`plan`]: versioned plans in sled;
 //! - [`subsystem`]: the link handler (reports in, assignments out) and the re-plan loop;
 //! - [`synthetic`]: generated fleets for the benchmark and the gap tests;
-//! - [`service`]: `synapse.console.v1.Placement`.
+//! - [`service`]: the console service `synapse.console.v1.Placement`.
 
 pub mod config;
 pub mod exact;

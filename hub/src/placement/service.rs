@@ -14,6 +14,12 @@ use super::{
     objective::{cold_cost, host_loads, warm_terms},
 };
 
+/// The service behind the console's operator check.
+pub type OperatorOnly = tonic::service::interceptor::InterceptedService<
+    placement_server::PlacementServer<PlacementService>,
+    fn(Request<()>) -> Result<Request<()>, Status>,
+>;
+
 /// Plans listed by `history` when the request names no limit.
 const DEFAULT_HISTORY: u32 = 20;
 
@@ -27,12 +33,7 @@ impl PlacementService {
     }
 
     /// The service as the console serves it: operators only.
-    pub fn server(
-        placement: Placement,
-    ) -> tonic::service::interceptor::InterceptedService<
-        placement_server::PlacementServer<Self>,
-        fn(Request<()>) -> Result<Request<()>, Status>,
-    > {
+    pub fn server(placement: Placement) -> OperatorOnly {
         placement_server::PlacementServer::with_interceptor(
             Self::new(placement),
             crate::console::require_operator,
