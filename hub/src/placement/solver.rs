@@ -142,10 +142,11 @@ fn improve(
         };
         total / pricing.bytes(f)
     };
-    let mut on_host: Vec<Vec<usize>> = vec![Vec::new(); inputs.hosts.len()];
+    // Per host: the functions on it, with their cost per byte there.
+    let mut on_host: Vec<Vec<(usize, f64)>> = vec![Vec::new(); inputs.hosts.len()];
     for (f, pieces) in bytes.iter().enumerate() {
         for &(h, _) in pieces {
-            on_host[h].push(f);
+            on_host[h].push((f, per_byte(f, Some(h))));
         }
     }
     for _ in 0..PASSES {
@@ -175,18 +176,25 @@ fn improve(
                     }
                     if free[target] > CRUMB_BYTES {
                         let x = amount.min(free[target]);
-                        shift(bytes, free, &mut on_host, f, source, Some(target), x);
+                        shift(
+                            bytes,
+                            free,
+                            &mut on_host,
+                            f,
+                            source,
+                            (target, target_cost),
+                            x,
+                        );
                         amount -= x;
                         changed = true;
                         continue;
                     }
                     // Target full: swap with the function there that gains most from leaving.
                     let mut best: Option<(f64, usize, Option<usize>)> = None;
-                    for &g in &on_host[target] {
+                    for &(g, stay) in &on_host[target] {
                         if g == f {
                             continue;
                         }
-                        let stay = per_byte(g, Some(target));
                         // Staying costs g at most this much more than leaving anywhere.
                         if saving + stay <= best.map_or(0.0, |b| b.0) {
                             continue;
@@ -203,8 +211,17 @@ fn improve(
                         if gain * x <= 1e-12 {
                             continue;
                         }
-                        shift(bytes, free, &mut on_host, g, Some(target), dest, x);
-                        shift(bytes, free, &mut on_host, f, source, Some(target), x);
+                        let g_cost = dest.map(|d| (d, per_byte(g, Some(d))));
+                        leave(bytes, free, &mut on_host, g, target, g_cost, x);
+                        shift(
+                            bytes,
+                            free,
+                            &mut on_host,
+                            f,
+                            source,
+                            (target, target_cost),
+                            x,
+                        );
                         amount -= x;
                         changed = true;
                     }
@@ -221,38 +238,74 @@ fn held(bytes: &[Vec<(usize, f64)>], f: usize, h: usize) -> f64 {
     bytes[f].iter().find(|p| p.0 == h).map_or(0.0, |p| p.1)
 }
 
-/// Moves `x` bytes of `f` from `from` to `to` (`None`: cold).
+/// Moves `x` bytes of `f` from `from` (`None`: cold) to host `to` (with `f`'s cost per byte
+/// there).
 fn shift(
     bytes: &mut [Vec<(usize, f64)>],
     free: &mut [f64],
-    on_host: &mut [Vec<usize>],
+    on_host: &mut [Vec<(usize, f64)>],
     f: usize,
     from: Option<usize>,
-    to: Option<usize>,
+    to: (usize, f64),
     x: f64,
 ) {
     if let Some(h) = from {
-        if let Some(p) = bytes[f].iter_mut().find(|p| p.0 == h) {
-            p.1 -= x;
-        }
-        bytes[f].retain(|p| p.1 > CRUMB_BYTES);
-        if !bytes[f].iter().any(|p| p.0 == h) {
-            on_host[h].retain(|g| *g != f);
-        }
-        free[h] += x;
+        take(bytes, free, on_host, f, h, x);
     }
-    if let Some(h) = to {
-        match bytes[f].iter_mut().find(|p| p.0 == h) {
-            Some(p) => p.1 += x,
-            None => {
-                bytes[f].push((h, x));
-                on_host[h].push(f);
-            }
-        }
-        free[h] -= x;
+    put(bytes, free, on_host, f, to, x);
+}
+
+/// Moves `x` bytes of `f` off host `from`, to host `to` or cold (`None`).
+fn leave(
+    bytes: &mut [Vec<(usize, f64)>],
+    free: &mut [f64],
+    on_host: &mut [Vec<(usize, f64)>],
+    f: usize,
+    from: usize,
+    to: Option<(usize, f64)>,
+    x: f64,
+) {
+    take(bytes, free, on_host, f, from, x);
+    if let Some(to) = to {
+        put(bytes, free, on_host, f, to, x);
     }
 }
 
+fn take(
+    bytes: &mut [Vec<(usize, f64)>],
+    free: &mut [f64],
+    on_host: &mut [Vec<(usize, f64)>],
+    f: usize,
+    h: usize,
+    x: f64,
+) {
+    if let Some(p) = bytes[f].iter_mut().find(|p| p.0 == h) {
+        p.1 -= x;
+    }
+    bytes[f].retain(|p| p.1 > CRUMB_BYTES);
+    if !bytes[f].iter().any(|p| p.0 == h) {
+        on_host[h].retain(|g| g.0 != f);
+    }
+    free[h] += x;
+}
+
+fn put(
+    bytes: &mut [Vec<(usize, f64)>],
+    free: &mut [f64],
+    on_host: &mut [Vec<(usize, f64)>],
+    f: usize,
+    (h, unit): (usize, f64),
+    x: f64,
+) {
+    match bytes[f].iter_mut().find(|p| p.0 == h) {
+        Some(p) => p.1 += x,
+        None => {
+            bytes[f].push((h, x));
+            on_host[h].push((f, unit));
+        }
+    }
+    free[h] -= x;
+}
 /// Puts as much of `left` (of `bytes`) as fits on `hosts`, cheapest first, while they beat
 /// the cold option.
 fn fill(
