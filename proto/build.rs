@@ -9,6 +9,7 @@ const PROTOS: &[&str] = &[
     "synapse/console/v1/console.proto",
     "synapse/console/v1/rollouts.proto",
     "synapse/console/v1/learning.proto",
+    "synapse/console/v1/placement.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

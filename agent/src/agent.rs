@@ -100,6 +100,13 @@ pub async fn run(config: AgentConfig) -> Result<()> {
     if config.learning.enabled && config.link.is_some() {
         rollouts = rollouts.with_learning_models();
     }
+    // Forwarding to the tiers placement keeps warm applies only when linked to a hub.
+    let remote = config.link.as_ref().map(|_| {
+        crate::gateway::remote::Remote::new(
+            &agent_id,
+            config.functions.iter().map(|f| f.name.as_str()),
+        )
+    });
     let mut tasks = JoinSet::new();
     tasks.spawn(crate::metrics::serve(
         config.metrics.listen,
@@ -107,11 +114,12 @@ pub async fn run(config: AgentConfig) -> Result<()> {
         store.clone(),
         stop_rx.clone(),
     ));
-    tasks.spawn(crate::gateway::serve(
+    tasks.spawn(crate::gateway::serve_with_remote(
         config.gateway.listen,
         runtime.clone(),
         metrics.clone(),
         records_tx,
+        remote.clone(),
         stop_rx.clone(),
     ));
     // Subsystems that talk to the hub subscribe to their control frames here, before the
@@ -140,6 +148,24 @@ pub async fn run(config: AgentConfig) -> Result<()> {
             on_stop.cancel();
         });
         tokio::spawn(learner.run(frames, cancel));
+    }
+    if let Some(remote) = remote {
+        let placement = crate::placement::PlacementContext {
+            config: config.placement.clone(),
+            runtime: runtime.clone(),
+            remote,
+            store: store.clone(),
+            to_hub: control.to_hub(),
+            assignments: control.subscribe(&["placement_assignment"]),
+            interval: config.telemetry.interval,
+        };
+        tasks.spawn({
+            let stop = stop_rx.clone();
+            async move {
+                crate::placement::run(placement, stop).await;
+                Ok(())
+            }
+        });
     }
     let sink = config.link.clone().map(|link_config| {
         let (tx, rx) = mpsc::channel(LINK_QUEUE);

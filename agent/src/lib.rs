@@ -3,7 +3,8 @@
 //!
 //! Data flows one way, from the kernel to the decision: `telemetry` (eBPF programs filtered by
 //! cgroup) → `store` (sled) → `forecast` → `policy` → `runtime`. `replay` runs the same
-//! forecasters and policies over recorded traces with a virtual clock.
+//! forecasters and policies over recorded traces with a virtual clock. `placement` follows the
+//! hub's cross-tier plans (pool shares, forwarding in the gateway).
 
 pub mod agent;
 pub mod cgroup;
@@ -15,6 +16,7 @@ pub mod gateway;
 pub mod learning;
 pub mod link;
 pub mod metrics;
+pub mod placement;
 pub mod policy;
 pub mod replay;
 pub mod rollout;

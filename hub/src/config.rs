@@ -27,6 +27,8 @@ pub enum ConfigError {
     },
     #[error("{path}: [rollouts] {message}")]
     Rollouts { path: String, message: String },
+    #[error("{path}: {message}")]
+    OutOfRange { path: String, message: String },
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -43,6 +45,7 @@ pub struct HubConfig {
     pub rollouts: RolloutsConfig,
     /// Federated learning of the neural forecaster (`[federation]`).
     pub federation: crate::federation::FederationConfig,
+    pub placement: crate::placement::config::PlacementConfig,
 }
 
 /// Certificates of the hub; the same CA signs agents' and operators' certificates.
@@ -213,6 +216,7 @@ impl Default for HubConfig {
             metrics: MetricsConfig::default(),
             rollouts: RolloutsConfig::default(),
             federation: Default::default(),
+            placement: Default::default(),
         }
     }
 }
@@ -286,6 +290,13 @@ impl HubConfig {
                 path: origin.to_owned(),
                 message,
             })?;
+        config
+            .placement
+            .check()
+            .map_err(|message| ConfigError::OutOfRange {
+                path: origin.to_owned(),
+                message,
+            })?;
         Ok(config)
     }
 }
@@ -341,6 +352,33 @@ mod tests {
         assert!(message.contains("last step must be 100%"), "{message}");
         let text = "[rollouts.gates]\nmax_p99_ratio = nan\n";
         assert!(HubConfig::parse(text, "hub.toml").is_err());
+    }
+
+    #[test]
+    fn placement_settings_are_read_and_checked() {
+        let text = "[placement]\noptimization_interval = \"2s\"\nmax_moved_share = 0.5\n\
+                    [placement.cost_weights]\ncost = 3.0\n\
+                    [[placement.declared_latency]]\ntiers = [\"edge\", \"cloud\"]\nrtt = \"80ms\"\n";
+        let config = HubConfig::parse(text, "hub.toml").unwrap();
+        assert_eq!(
+            config.placement.optimization_interval,
+            Duration::from_secs(2)
+        );
+        assert_eq!(config.placement.cost_weights.cost, 3.0);
+        assert_eq!(config.placement.cost_weights.user_latency, 1.0);
+        let declared = config.placement.declared_latencies();
+        assert_eq!(declared.get(3, 1), Some(0.08), "both directions");
+        let bad = HubConfig::parse("[placement]\nmax_moved_share = 1.5\n", "hub.toml");
+        let message = bad.unwrap_err().to_string();
+        assert!(
+            message.contains("max_moved_share must be between 0 and 1"),
+            "{message}"
+        );
+        let bad = HubConfig::parse(
+            "[[placement.declared_latency]]\ntiers = [\"edge\", \"moon\"]\nrtt = \"1ms\"\n",
+            "hub.toml",
+        );
+        assert!(bad.unwrap_err().to_string().contains("moon"));
     }
 
     #[test]

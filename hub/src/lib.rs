@@ -6,6 +6,7 @@
 //! - [`registry`]: agents and per-function statistics in sled, exactly-once batch accounting.
 //! - [`link`]: the QUIC server agents connect to.
 //! - [`console`]: the operators' gRPC console.
+//! - [`placement`]: cross-tier placement of warm pools.
 //! - [`metrics`]: Prometheus metrics `synapse_hub_*`.
 //! - [`rollout`]: fleet rollouts of function versions, models and agent settings in gated steps.
 //! - [`federation`]: federated-learning rounds, robust aggregation, the optimizer step.
@@ -18,5 +19,6 @@ pub mod federation;
 pub mod link;
 pub mod metrics;
 pub mod models;
+pub mod placement;
 pub mod registry;
 pub mod rollout;

@@ -11,6 +11,7 @@ use synapse_hub::{
     federation::{Federation, console::LearningService},
     link::{self, LinkContext},
     metrics::{self, HubMetrics},
+    placement::{Placement, service::PlacementService},
     registry::{Durability, Registry},
     rollout::{RolloutEngine, service::RolloutsService},
 };
@@ -113,16 +114,26 @@ async fn run(config: HubConfig) -> anyhow::Result<()> {
         config.link.max_frame_bytes,
     )
     .context("cannot start federated learning")?;
+    let placement = Placement::open(
+        &db,
+        config.placement.clone(),
+        registry.clone(),
+        context.outlet(),
+    )
+    .context("cannot open the placement plans")?;
     let context = Arc::new(
         context
             .with_handler(Arc::new(rollouts.clone()))
-            .with_handler(federation.clone()),
+            .with_handler(federation.clone())
+            .with_handler(Arc::new(placement.clone())),
     );
     let rollouts_task = tokio::spawn(rollouts.clone().run(shutdown.clone()));
     let federation_task = tokio::spawn(federation.clone().run(shutdown.clone()));
+    let placement_task = tokio::spawn(placement.clone().run(shutdown.clone()));
     let mut routes = console::RoutesBuilder::default();
     RolloutsService::add_to(rollouts, &mut routes);
     routes.add_service(LearningService::routes(federation));
+    routes.add_service(PlacementService::server(placement));
     let link_task = tokio::spawn(link::serve(endpoint, context, shutdown.clone()));
     let console_task = tokio::spawn({
         let (registry, shutdown, tls) = (registry.clone(), shutdown.clone(), config.tls.clone());
@@ -147,6 +158,7 @@ async fn run(config: HubConfig) -> anyhow::Result<()> {
     link_task.await.context("link task")?;
     rollouts_task.await.context("rollout task")?;
     federation_task.await.context("federation task")?;
+    placement_task.await.context("placement task")?;
     console_task
         .await
         .context("console task")?

@@ -26,6 +26,8 @@ pub mod link {
                     Self::ModelOffer(_) => "model_offer",
                     Self::ModelChunk(_) => "model_chunk",
                     Self::ModelReport(_) => "model_report",
+                    Self::DemandReport(_) => "demand_report",
+                    Self::PlacementAssignment(_) => "placement_assignment",
                 }
             }
 

@@ -30,6 +30,8 @@ pub struct AgentConfig {
     pub watch: Vec<WatchSpec>,
     /// Federated training of the neural forecaster (`[learning]`).
     pub learning: LearningConfig,
+    /// Cross-tier placement (used with a `[link]`).
+    pub placement: crate::placement::PlacementConfig,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

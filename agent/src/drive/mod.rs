@@ -4,7 +4,7 @@
 //! the deployed function `PREFIX{k}` on gateway `k mod #gateways` (so requests arrive at every
 //! tier), and sends each invocation at its compressed time as a real HTTP request. It counts
 //! what the gateways answered — warm or cold (`x-synapse-start`), forwarded to another tier
-//! (`x-synapse-forwarded`), failed — and prints progress while it runs and a summary at the
+//! (`x-synapse-forwarded-to`), failed — and prints progress while it runs and a summary at the
 //! end, optionally as JSON.
 
 pub mod schedule;
@@ -196,7 +196,7 @@ async fn invoke(gateway: &str, function: &str) -> Outcome {
             .headers()
             .get("x-synapse-start")
             .is_some_and(|v| v.as_bytes() == b"cold");
-        let forwarded = response.headers().contains_key("x-synapse-forwarded");
+        let forwarded = response.headers().contains_key("x-synapse-forwarded-to");
         response.into_body().collect().await.ok()?;
         status
             .is_success()

@@ -9,6 +9,7 @@
 //! timeout.
 
 pub mod forward;
+pub mod remote;
 
 use std::{
     net::SocketAddr,
@@ -39,6 +40,8 @@ struct Gateway {
     runtime: Runtime,
     metrics: Arc<Metrics>,
     records: mpsc::Sender<InvocationRecord>,
+    /// Cross-tier forwarding of functions placement keeps warm elsewhere.
+    remote: Option<Arc<remote::Remote>>,
 }
 
 fn error(status: StatusCode, message: String) -> Response {
@@ -126,6 +129,20 @@ async fn invoke(
     let Ok(body) = axum::body::to_bytes(body, limit).await else {
         return gw.answer(&f, too_large());
     };
+    if let Some(remote) = &gw.remote
+        && let Some(answer) = remote
+            .invoke(
+                &name,
+                &method,
+                &uri,
+                &headers,
+                &body,
+                f.spec.invocation_timeout,
+            )
+            .await
+    {
+        return gw.answer(&f, answer);
+    }
     let path = uri
         .query()
         .map_or_else(|| "/".to_string(), |q| format!("/?{q}"));
@@ -232,6 +249,18 @@ pub async fn serve(
     runtime: Runtime,
     metrics: Arc<Metrics>,
     records: mpsc::Sender<InvocationRecord>,
+    shutdown: watch::Receiver<bool>,
+) -> Result<()> {
+    serve_with_remote(listen, runtime, metrics, records, None, shutdown).await
+}
+
+/// Serves the gateway, forwarding as `remote` routes, until `shutdown` turns true.
+pub async fn serve_with_remote(
+    listen: SocketAddr,
+    runtime: Runtime,
+    metrics: Arc<Metrics>,
+    records: mpsc::Sender<InvocationRecord>,
+    remote: Option<Arc<remote::Remote>>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<()> {
     let app = Router::new()
@@ -241,6 +270,7 @@ pub async fn serve(
             runtime,
             metrics,
             records,
+            remote,
         });
     let listener = tokio::net::TcpListener::bind(listen)
         .await

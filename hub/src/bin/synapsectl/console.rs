@@ -158,7 +158,10 @@ pub async fn run(connection: &Connection, output: Output, command: Command) -> a
         Command::Agents { watch: true } => watch(&mut client, output, true).await?,
         Command::Functions { watch: true } => watch(&mut client, output, false).await?,
         Command::Rollouts { .. } => bail!("rollouts are handled above"),
-        Command::Certs { .. } | Command::Models { .. } | Command::Rounds { .. } => {
+        Command::Certs { .. }
+        | Command::Models { .. }
+        | Command::Rounds { .. }
+        | Command::Placement { .. } => {
             bail!("this command does not use the Console service")
         }
     }

@@ -2,11 +2,13 @@
 //! certificates offline; `agents`, `agent`, `functions` and `stats` read the hub's console
 //! over gRPC with an operator certificate, as tables or `-o json`, once or `--watch`;
 //! `rollouts` starts and steers fleet rollouts.
-//! `models` and `rounds` read the federated-learning registry and rounds.
+//! `models` and `rounds` read the federated-learning registry and rounds;
+//! `placement show|explain|history` reads the hub's placement plans.
 
 mod certs;
 mod console;
 mod learning;
+mod placement;
 mod render;
 mod rollouts;
 
@@ -53,6 +55,11 @@ enum Command {
         #[arg(long)]
         watch: bool,
     },
+    /// Where the hub keeps each function warm: the plan in force, why, and earlier plans.
+    Placement {
+        #[command(subcommand)]
+        command: placement::PlacementCommand,
+    },
     /// Show one function per tier and per agent, with its cold-start histogram.
     Stats {
         function: String,
@@ -85,6 +92,11 @@ fn main() -> std::process::ExitCode {
             .map_err(anyhow::Error::from)
             .and_then(|runtime| {
                 runtime.block_on(learning::run(&cli.connection, cli.output, cli.command))
+            }),
+        Command::Placement { command } => tokio::runtime::Runtime::new()
+            .map_err(anyhow::Error::from)
+            .and_then(|runtime| {
+                runtime.block_on(placement::run(&cli.connection, cli.output, command))
             }),
         command => tokio::runtime::Runtime::new()
             .map_err(anyhow::Error::from)

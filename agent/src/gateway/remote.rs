@@ -1,0 +1,289 @@
+//! Cross-tier forwarding: when placement has this host keep no warm pool of a function, the
+//! gateway sends its invocations to the gateway of an agent that does (weighted by the plan's
+//! shares), marks the answer `x-synapse-forwarded-to: AGENT`, and serves the invocation
+//! itself — cold if need be — when the target cannot take it (unreachable, no such function,
+//! no room: nothing was delivered), so that placement never fails a request. An invocation
+//! that was forwarded once (`x-synapse-forwarded-by`) is never forwarded again.
+//!
+//! It also counts, per function, the invocations that arrive from users (not forwarded in):
+//! the demand that placement reports to the hub.
+
+use std::{
+    collections::HashMap,
+    net::SocketAddr,
+    sync::{
+        Arc, RwLock,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use axum::{
+    body::Body,
+    http::{HeaderMap, HeaderValue, Method, StatusCode, Uri},
+    response::Response,
+};
+use bytes::Bytes;
+
+use super::forward::{self, ForwardError};
+
+/// Header naming the agent an invocation was forwarded by.
+pub const FORWARDED_BY: &str = "x-synapse-forwarded-by";
+/// Header naming the agent that answered a forwarded invocation.
+pub const FORWARDED_TO: &str = "x-synapse-forwarded-to";
+/// Time to reach a target gateway before serving locally instead.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Where invocations of one function go.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Route {
+    /// Served here (the default).
+    Local,
+    /// A `local` fraction served here, the rest forwarded to these agents' gateways, by
+    /// weight (summing to 1).
+    Forward { local: f64, targets: Vec<Target> },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Target {
+    pub agent: String,
+    pub gateway: String,
+    pub weight: f64,
+}
+
+/// Routes and user-demand counters, shared by the gateway and the placement subsystem.
+pub struct Remote {
+    agent: String,
+    routes: RwLock<HashMap<String, Route>>,
+    arrivals: HashMap<String, AtomicU64>,
+    forwarded: HashMap<String, AtomicU64>,
+    picks: AtomicU64,
+}
+
+impl Remote {
+    /// Forwarding for `functions` on agent `agent`; every route starts local.
+    pub fn new<'a>(agent: &str, functions: impl Iterator<Item = &'a str>) -> Arc<Self> {
+        let names: Vec<String> = functions.map(str::to_owned).collect();
+        Arc::new(Self {
+            agent: agent.to_owned(),
+            routes: RwLock::new(HashMap::new()),
+            arrivals: names
+                .iter()
+                .map(|n| (n.clone(), AtomicU64::new(0)))
+                .collect(),
+            forwarded: names.into_iter().map(|n| (n, AtomicU64::new(0))).collect(),
+            picks: AtomicU64::new(0),
+        })
+    }
+
+    pub fn set_route(&self, function: &str, route: Route) {
+        let mut routes = self.routes.write().unwrap_or_else(|p| p.into_inner());
+        routes.insert(function.to_owned(), route);
+    }
+
+    pub fn route(&self, function: &str) -> Route {
+        let routes = self.routes.read().unwrap_or_else(|p| p.into_inner());
+        routes.get(function).cloned().unwrap_or(Route::Local)
+    }
+
+    /// Invocations of `function` that arrived from users so far.
+    pub fn arrivals(&self, function: &str) -> u64 {
+        self.arrivals
+            .get(function)
+            .map_or(0, |c| c.load(Ordering::Relaxed))
+    }
+
+    /// Invocations of `function` answered by another agent so far.
+    pub fn forwarded(&self, function: &str) -> u64 {
+        self.forwarded
+            .get(function)
+            .map_or(0, |c| c.load(Ordering::Relaxed))
+    }
+
+    /// Here (`None`) or a target, by weight: a low-discrepancy sequence, so that the fractions
+    /// hold over few invocations.
+    fn pick<'a>(&self, local: f64, targets: &'a [Target]) -> Option<&'a Target> {
+        let n = self.picks.fetch_add(1, Ordering::Relaxed);
+        let at = (n as f64 * 0.618_033_988_749_895).fract();
+        if at < local || targets.is_empty() {
+            return None;
+        }
+        let mut at = (at - local) / (1.0 - local);
+        for t in targets {
+            if at < t.weight {
+                return Some(t);
+            }
+            at -= t.weight;
+        }
+        targets.last()
+    }
+
+    /// The answer of another agent's gateway for this invocation, or `None` to serve it here.
+    pub async fn invoke(
+        &self,
+        function: &str,
+        method: &Method,
+        uri: &Uri,
+        headers: &HeaderMap,
+        body: &Bytes,
+        timeout: Duration,
+    ) -> Option<Response> {
+        if headers.contains_key(FORWARDED_BY) {
+            return None;
+        }
+        if let Some(c) = self.arrivals.get(function) {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+        let Route::Forward { local, targets } = self.route(function) else {
+            return None;
+        };
+        let target = self.pick(local, &targets)?;
+        let addr = resolve(&target.gateway).await?;
+        let mut headers = headers.clone();
+        if let Ok(v) = HeaderValue::from_str(&self.agent) {
+            headers.insert(FORWARDED_BY, v);
+        }
+        let path = match uri.query() {
+            Some(q) => format!("/v1/functions/{function}/invoke?{q}"),
+            None => format!("/v1/functions/{function}/invoke"),
+        };
+        let answer = forward::forward(
+            addr,
+            method.clone(),
+            &path,
+            headers,
+            body.clone(),
+            timeout + CONNECT_TIMEOUT,
+        )
+        .await;
+        let response = match answer {
+            Ok(response) => response,
+            Err(ForwardError::Connect(e)) => {
+                tracing::info!(function, target = %target.agent, "forward target unreachable ({e}); serving here");
+                return None;
+            }
+            Err(e) => {
+                tracing::info!(function, target = %target.agent, "forward failed ({e}); serving here");
+                return None;
+            }
+        };
+        // Not delivered there (no such function, no room): serve here instead.
+        if matches!(
+            response.status(),
+            StatusCode::NOT_FOUND | StatusCode::SERVICE_UNAVAILABLE
+        ) {
+            tracing::info!(function, target = %target.agent, status = %response.status(), "forward target declined; serving here");
+            return None;
+        }
+        if let Some(c) = self.forwarded.get(function) {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+        let (mut parts, bytes) = response.into_parts();
+        forward::strip_hop_by_hop(&mut parts.headers);
+        if let Ok(v) = HeaderValue::from_str(&target.agent) {
+            parts.headers.insert(FORWARDED_TO, v);
+        }
+        Some(Response::from_parts(parts, Body::from(bytes)))
+    }
+}
+
+async fn resolve(gateway: &str) -> Option<SocketAddr> {
+    if let Ok(addr) = gateway.parse() {
+        return Some(addr);
+    }
+    match tokio::net::lookup_host(gateway).await {
+        Ok(mut addrs) => addrs.next(),
+        Err(e) => {
+            tracing::warn!(gateway, "cannot resolve a forward target: {e}");
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(agent: &str, weight: f64) -> Target {
+        Target {
+            agent: agent.into(),
+            gateway: "127.0.0.1:1".into(),
+            weight,
+        }
+    }
+
+    #[test]
+    fn targets_are_picked_by_weight() {
+        let remote = Remote::new("edge-1", ["f"].into_iter());
+        let targets = [target("a", 0.75), target("b", 0.25)];
+        let picks: Vec<Option<String>> = (0..1000)
+            .map(|_| remote.pick(0.2, &targets).map(|t| t.agent.clone()))
+            .collect();
+        let count = |who: Option<&str>| picks.iter().filter(|p| p.as_deref() == who).count();
+        assert!(
+            (190..=210).contains(&count(None)),
+            "{} of 1000 here",
+            count(None)
+        );
+        assert!(
+            (590..=610).contains(&count(Some("a"))),
+            "{} of 1000 to a",
+            count(Some("a"))
+        );
+        assert!(
+            (190..=210).contains(&count(Some("b"))),
+            "{} of 1000 to b",
+            count(Some("b"))
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_target_leaves_the_invocation_here_and_it_still_counts_as_demand() {
+        // A port nothing listens on.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let remote = Remote::new("edge-1", ["f"].into_iter());
+        remote.set_route(
+            "f",
+            Route::Forward {
+                local: 0.0,
+                targets: vec![Target {
+                    gateway: format!("127.0.0.1:{port}"),
+                    ..target("cloud-1", 1.0)
+                }],
+            },
+        );
+        let uri: Uri = "/v1/functions/f/invoke".parse().unwrap();
+        let answer = remote
+            .invoke(
+                "f",
+                &Method::POST,
+                &uri,
+                &HeaderMap::new(),
+                &Bytes::new(),
+                Duration::from_secs(1),
+            )
+            .await;
+        assert!(answer.is_none());
+        assert_eq!(remote.arrivals("f"), 1);
+        assert_eq!(remote.forwarded("f"), 0);
+        // Forwarded-in invocations are neither forwarded again nor counted as users' demand.
+        let mut headers = HeaderMap::new();
+        headers.insert(FORWARDED_BY, HeaderValue::from_static("regional-1"));
+        let answer = remote
+            .invoke(
+                "f",
+                &Method::POST,
+                &uri,
+                &headers,
+                &Bytes::new(),
+                Duration::from_secs(1),
+            )
+            .await;
+        assert!(answer.is_none());
+        assert_eq!(remote.arrivals("f"), 1);
+    }
+}

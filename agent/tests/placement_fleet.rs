@@ -1,0 +1,256 @@
+//! Cross-tier placement end to end: a real hub and three real agents (edge, regional, cloud)
+//! on loopback, with declared latencies between tiers and declared pool memory per host. The
+//! edge's users call `api` steadily; the edge can hold no pool, so the hub's plan keeps `api`
+//! warm in the regional tier: the plan reaches the agents, the edge hands over (its pool
+//! retires once the regional one is warm), and the edge's invocations are answered by the
+//! regional agent, marked as forwarded. When the regional agent is lost the hub re-plans at
+//! once, and the edge's invocations are answered from the cloud. No invocation fails on the
+//! way. `api` initialises for 200 ms, so its cold start (measured by eBPF) costs users more
+//! than a forwarding round trip. Runs as root.
+
+mod common;
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
+
+use common::*;
+
+fn bin(name: &str) -> PathBuf {
+    Path::new(AGENT).with_file_name(name)
+}
+
+struct Hub(Child);
+
+impl Drop for Hub {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn ctl(dir: &Path, console: u16, args: &[&str]) -> serde_json::Value {
+    let ca = dir.join("ca");
+    let out = Command::new(bin("synapsectl"))
+        .arg("--hub")
+        .arg(format!("https://127.0.0.1:{console}"))
+        .arg("--ca")
+        .arg(ca.join("ca.pem"))
+        .arg("--cert")
+        .arg(ca.join("ops.pem"))
+        .arg("--key")
+        .arg(ca.join("ops.key"))
+        .args(["-o", "json"])
+        .args(args)
+        .output()
+        .expect("synapsectl");
+    serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
+}
+
+fn certs(dir: &Path, agents: &[&str]) {
+    let ca = dir.join("ca");
+    let ca_s = ca.to_str().unwrap();
+    let run = |args: &[&str]| {
+        let s = Command::new(bin("synapsectl"))
+            .args(args)
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(s.success(), "synapsectl {args:?}");
+    };
+    run(&["certs", "init", ca_s]);
+    run(&[
+        "certs",
+        "issue",
+        "--ca-dir",
+        ca_s,
+        "--role",
+        "hub",
+        "--name",
+        "synapse-hub",
+        "--ip",
+        "127.0.0.1",
+    ]);
+    run(&[
+        "certs", "issue", "--ca-dir", ca_s, "--role", "operator", "--name", "ops",
+    ]);
+    for a in agents {
+        run(&[
+            "certs", "issue", "--ca-dir", ca_s, "--role", "agent", "--name", a,
+        ]);
+    }
+}
+
+/// The agent's link, its declared pool memory and `api`.
+fn start_agent(dir: &Path, id: &str, tier: &str, link: u16, pool_mb: u64) -> Agent {
+    let adir = dir.join(id);
+    std::fs::create_dir_all(&adir).unwrap();
+    let ca = dir.join("ca");
+    let config = format!(
+        "[link]\nhub = \"127.0.0.1:{link}\"\nca = \"{ca}/ca.pem\"\ncert = \"{ca}/{id}.pem\"\nkey = \"{ca}/{id}.key\"\n\n\
+         [placement]\nmemory_mb = {pool_mb}\nhandover_timeout = \"20s\"\n\n\
+         [[functions]]\nname = \"api\"\ncommand = \"{SAMPLE_FN}\"\nargs = [\"--init-ms\", \"200\"]\nmemory_mb = 128\nmin_warm = 1\n\
+         keep_alive = \"2s\"\nkeep_alive_min = \"1s\"\n",
+        ca = ca.display()
+    );
+    let subtree = format!("synapse-place-{id}-{}", std::process::id());
+    Agent::start_with(&adir, free_ports(1), &subtree, id, tier, &config)
+}
+
+/// Ready instances of `function` the agent's gateway lists.
+fn ready(a: &Agent, function: &str) -> usize {
+    let listed: serde_json::Value = http_get(a.gateway, "/v1/functions")
+        .and_then(|b| serde_json::from_str(&b).ok())
+        .unwrap_or_default();
+    listed
+        .as_array()
+        .and_then(|l| l.iter().find(|f| f["name"] == function))
+        .and_then(|f| f["instances"].as_array())
+        .map_or(0, |i| i.iter().filter(|i| i["state"] == "ready").count())
+}
+
+/// Hosts of `function` in the plan in force.
+fn placed_on(d: &Path, console: u16, function: &str) -> Vec<String> {
+    let plan = ctl(d, console, &["placement", "show"]);
+    plan["functions"]
+        .as_array()
+        .and_then(|l| l.iter().find(|f| f["function"] == function))
+        .and_then(|f| f["hosts"].as_array())
+        .map(|h| {
+            h.iter()
+                .filter(|h| h["share"].as_f64().unwrap_or(0.0) > 0.5)
+                .filter_map(|h| h["agent_id"].as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn the_plan_reaches_the_agents_pools_follow_and_the_edge_forwards_to_the_warm_tier() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    certs(d, &["edge-1", "regional-1", "cloud-1"]);
+    let (link, console, metrics) = (free_ports(1), free_ports(1), free_ports(1));
+    let ca = d.join("ca");
+    std::fs::write(
+        d.join("hub.toml"),
+        format!(
+            "data_dir = \"{data}\"\n[tls]\nca = \"{ca}/ca.pem\"\ncert = \"{ca}/synapse-hub.pem\"\nkey = \"{ca}/synapse-hub.key\"\n\
+             [link]\nlisten = \"127.0.0.1:{link}\"\n[console]\nlisten = \"127.0.0.1:{console}\"\n[metrics]\nlisten = \"127.0.0.1:{metrics}\"\n\
+             [placement]\noptimization_interval = \"1s\"\nmax_moved_share = 1.0\n\
+             [placement.cost_weights]\nresource_utilization = 0.01\ncost = 0.01\n\
+             [[placement.declared_latency]]\ntiers = [\"edge\", \"regional\"]\nrtt = \"1ms\"\n\
+             [[placement.declared_latency]]\ntiers = [\"edge\", \"cloud\"]\nrtt = \"5ms\"\n\
+             [[placement.declared_latency]]\ntiers = [\"regional\", \"cloud\"]\nrtt = \"4ms\"\n",
+            data = d.join("hub").display(),
+            ca = ca.display()
+        ),
+    )
+    .unwrap();
+    let _hub = Hub(Command::new(bin("synapse-hub"))
+        .arg("--config")
+        .arg(d.join("hub.toml"))
+        .env("RUST_LOG", "info")
+        .stdout(std::fs::File::create(d.join("hub.log")).unwrap())
+        .spawn()
+        .unwrap());
+    let edge = Arc::new(start_agent(d, "edge-1", "edge", link, 0));
+    let regional = start_agent(d, "regional-1", "regional", link, 4000);
+    let cloud = start_agent(d, "cloud-1", "cloud", link, 64_000);
+    let hub_log = || std::fs::read_to_string(d.join("hub.log")).unwrap_or_default();
+
+    // The edge's users: about 20 invocations a second, every answer kept.
+    let stop = Arc::new(AtomicBool::new(false));
+    let replies: Arc<Mutex<Vec<Reply>>> = Arc::default();
+    let users = std::thread::spawn({
+        let (edge, stop, replies) = (edge.clone(), stop.clone(), replies.clone());
+        move || {
+            while !stop.load(Ordering::Relaxed) {
+                let reply = edge.invoke("api", "", b"x");
+                replies.lock().unwrap().push(reply);
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    });
+    let forwarded_to = |who: &str| {
+        replies
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|r| r.header("x-synapse-forwarded-to") == Some(who))
+    };
+
+    edge.wait_until("api planned warm in the regional tier", |_| {
+        placed_on(d, console, "api") == ["regional-1"]
+    });
+    edge.wait_until("the edge hands over and its pool retires", |e| {
+        ready(&regional, "api") >= 1 && ready(e, "api") == 0
+    });
+    edge.wait_until("an edge invocation answered by the regional agent", |_| {
+        forwarded_to("regional-1")
+    });
+    edge.wait_until(
+        "the cloud, which kept api warm before the plan, retires its pool",
+        |_| ready(&cloud, "api") == 0,
+    );
+    let explained = ctl(d, console, &["placement", "explain", "api"]);
+    let summary = explained["summary"].as_str().unwrap_or_default().to_owned();
+    assert!(summary.contains("regional-1"), "{explained}\n{}", hub_log());
+    assert!(
+        explained["forecast_per_s"].as_f64().unwrap_or(0.0) > 1.0,
+        "{explained}"
+    );
+    assert!(
+        explained["cold_start_s"].as_f64().unwrap_or(0.0) > 0.0,
+        "measured by eBPF: {explained}"
+    );
+
+    // The regional agent is lost: the hub re-plans without waiting for the interval, and the
+    // edge keeps answering (from the new plan's tier, or itself when none answers).
+    let answered_before = replies.lock().unwrap().len();
+    assert!(regional.stop());
+    edge.wait_until("a plan made because a host was lost", |_| {
+        let history = ctl(d, console, &["placement", "history"]);
+        history
+            .as_array()
+            .is_some_and(|plans| plans.iter().any(|p| p["reason"] == "host lost"))
+    });
+    edge.wait_until("api planned away from the lost host", |_| {
+        !placed_on(d, console, "api").contains(&"regional-1".to_string())
+    });
+    edge.wait_until("api planned in the cloud, the next closest tier", |_| {
+        placed_on(d, console, "api") == ["cloud-1"]
+    });
+    edge.wait_until("an edge invocation answered by the cloud agent", |_| {
+        forwarded_to("cloud-1")
+    });
+    edge.wait_until("more edge invocations answered", |_| {
+        replies.lock().unwrap().len() > answered_before + 20
+    });
+    stop.store(true, Ordering::Relaxed);
+    users.join().unwrap();
+
+    let replies = replies.lock().unwrap();
+    let failed: Vec<&Reply> = replies.iter().filter(|r| r.status != 200).collect();
+    assert!(
+        failed.is_empty(),
+        "{} of {} edge invocations failed, first: {:?}\nhub log:\n{}",
+        failed.len(),
+        replies.len(),
+        failed.first(),
+        hub_log()
+    );
+    drop(replies);
+    assert!(cloud.stop());
+    match Arc::try_unwrap(edge) {
+        Ok(edge) => assert!(edge.stop()),
+        Err(_) => panic!("the users' thread still holds the edge agent"),
+    }
+}
