@@ -78,7 +78,25 @@ heartbeat_interval = "2s"
 listen = "127.0.0.1:17444"
 [metrics]
 listen = "127.0.0.1:19465"
+# Demo pace: rounds, plans and rollout steps in seconds rather than minutes.
+[federation]
+initial_model = "$work/forecaster.onnx"
+round_interval = "20s"
+round_timeout = "8s"
+min_clients = 2
+[placement]
+optimization_interval = "15s"
+[rollouts]
+bake = "6s"
+[rollouts.models]
+steps = ["1/tier", "100%"]
+bake = "6s"
 EOF
+# The federation's first model: the agents' pretrained neural forecaster, as an ONNX file.
+# (A replay of the small 2021 sample writes it; the model does not depend on the trace.)
+small_trace=$(ls "$root"/../shared/traces/azure2021-head/*.csv | head -n 1)
+"$bin/synapse-agent" replay --trace "$small_trace" --save-model "$work/forecaster.onnx" \
+  > "$work/replay-model.log" 2>&1 || { echo "run: writing the first model failed:" >&2; tail "$work/replay-model.log" >&2; exit 1; }
 "$bin/synapse-hub" --config "$work/hub.toml" > "$work/hub.log" 2>&1 &
 pids+=($!)
 wait_http 127.0.0.1:19465/metrics hub "$work/hub.log"
@@ -204,6 +222,12 @@ live_view() {
         "$(metric_sum "$u" synapse_forecast_invocations)"
     done
     ctl agents 2>/dev/null | sed 's/^/  /' | head -5 || true
+    echo "  federated rounds (newest last):"
+    ctl rounds list 2>/dev/null | tail -n 3 | sed 's/^/    /' || true
+    echo "  placement plan:"
+    ctl placement show 2>/dev/null | head -n 12 | sed 's/^/    /' || true
+    echo "  rollouts:"
+    ctl rollouts history 2>/dev/null | head -n 6 | sed 's/^/    /' || true
   done
 }
 

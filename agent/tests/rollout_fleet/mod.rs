@@ -135,6 +135,8 @@ impl Fleet {
         }
     }
 
+    /// The hub, with placement off: the gates compare hosts that serve their own users, which
+    /// forwarding to another tier would hide.
     pub fn start_hub(&self, link: u16, metrics: u16) -> Hub {
         let ca = self.dir.join("ca");
         std::fs::write(
@@ -142,7 +144,8 @@ impl Fleet {
             format!(
                 "data_dir = \"{data}\"\n[tls]\nca = \"{ca}/ca.pem\"\ncert = \"{ca}/synapse-hub.pem\"\nkey = \"{ca}/synapse-hub.key\"\n\
                  [link]\nlisten = \"127.0.0.1:{link}\"\n[console]\nlisten = \"127.0.0.1:{console}\"\n[metrics]\nlisten = \"127.0.0.1:{metrics}\"\n\
-                 [rollouts]\ntick = \"200ms\"\n[rollouts.gates]\nmin_invocations = 5\n",
+                 [rollouts]\ntick = \"200ms\"\n[rollouts.gates]\nmin_invocations = 5\n\
+                 [placement]\nenabled = false\n",
                 data = self.dir.join("hub").display(),
                 ca = ca.display(),
                 console = self.console,

@@ -14,6 +14,9 @@ use super::{
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct PlacementConfig {
+    /// Settle placement at all. With `false` the hub makes no plan: every agent keeps its own
+    /// functions warm and forwards nothing. Default true.
+    pub enabled: bool,
     /// Time between two plans (a lost host re-plans at once). Default `600s`.
     #[serde(with = "humantime_serde")]
     pub optimization_interval: Duration,
@@ -84,6 +87,7 @@ pub struct DeclaredLatency {
 impl Default for PlacementConfig {
     fn default() -> Self {
         Self {
+            enabled: true,
             optimization_interval: Duration::from_secs(600),
             improvement_margin: 0.05,
             max_moved_share: 0.1,

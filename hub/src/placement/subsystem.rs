@@ -230,6 +230,9 @@ impl Placement {
 
     /// Makes, stores and sends a plan now; `None` when no host has reported yet.
     pub fn plan_now(&self, reason: &str) -> Result<Option<Plan>, PlanStoreError> {
+        if !self.0.config.enabled {
+            return Ok(None);
+        }
         let inputs = self.inputs();
         if inputs.hosts.is_empty() {
             return Ok(None);
