@@ -12,6 +12,7 @@ pub mod forecast;
 pub mod gateway;
 pub mod link;
 pub mod metrics;
+pub mod notify;
 pub mod policy;
 pub mod replay;
 pub mod runtime;
