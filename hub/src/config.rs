@@ -213,3 +213,40 @@ mod tests {
         assert_eq!(config.link.heartbeat_interval, Duration::from_millis(250));
     }
 }
+
+/// The packages install `hub.example.toml` as `/etc/synapse/hub.toml`. Its values are pinned
+/// to the defaults above; here every key the hub accepts must be in it, so a new field fails
+/// until the file shows it. The accepted keys come from the hub's own refusal of an unknown one.
+#[cfg(test)]
+mod shipped_file {
+    use std::collections::BTreeSet;
+
+    use super::HubConfig;
+
+    const SHIPPED: &str = include_str!("../hub.example.toml");
+
+    /// serde refuses an unknown key with "unknown field `k`, expected one of `a`, `b`, ...".
+    fn accepted_keys(header: &str) -> BTreeSet<String> {
+        let probe = format!("{header}\nnot_a_key = 0\n");
+        let err = HubConfig::parse(&probe, "probe").unwrap_err().to_string();
+        assert!(err.contains("unknown field `not_a_key`"), "{header}: {err}");
+        err.split('`')
+            .skip(3)
+            .step_by(2)
+            .map(String::from)
+            .collect()
+    }
+
+    #[test]
+    fn the_shipped_file_shows_every_key_the_hub_accepts() {
+        let table: toml::Table = SHIPPED.parse().unwrap();
+        let top: BTreeSet<String> = table.keys().cloned().collect();
+        assert_eq!(top, accepted_keys(""), "top level");
+        for (name, value) in &table {
+            if let toml::Value::Table(section) = value {
+                let keys: BTreeSet<String> = section.keys().cloned().collect();
+                assert_eq!(keys, accepted_keys(&format!("[{name}]")), "[{name}]");
+            }
+        }
+    }
+}

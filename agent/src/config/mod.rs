@@ -7,6 +7,8 @@ use std::{collections::BTreeMap, net::SocketAddr, path::Path, path::PathBuf, tim
 use serde::Deserialize;
 
 mod function;
+#[cfg(test)]
+mod shipped_file;
 
 pub use function::{ElementType, FunctionKind, FunctionSpec, TensorInput, TensorOutput, Transform};
 
