@@ -237,16 +237,29 @@ mod shipped_file {
             .collect()
     }
 
-    #[test]
-    fn the_shipped_file_shows_every_key_the_hub_accepts() {
-        let table: toml::Table = SHIPPED.parse().unwrap();
-        let top: BTreeSet<String> = table.keys().cloned().collect();
-        assert_eq!(top, accepted_keys(""), "top level");
-        for (name, value) in &table {
-            if let toml::Value::Table(section) = value {
-                let keys: BTreeSet<String> = section.keys().cloned().collect();
-                assert_eq!(keys, accepted_keys(&format!("[{name}]")), "[{name}]");
+    /// Checks the keys of `table` (at `path`, e.g. `rollouts.gates`) and of its sub-tables.
+    fn check_keys(path: &str, table: &toml::Table) {
+        let keys: BTreeSet<String> = table.keys().cloned().collect();
+        let header = if path.is_empty() {
+            String::new()
+        } else {
+            format!("[{path}]")
+        };
+        assert_eq!(keys, accepted_keys(&header), "keys of {header}");
+        for (name, value) in table {
+            if let toml::Value::Table(inner) = value {
+                let inner_path = if path.is_empty() {
+                    name.clone()
+                } else {
+                    format!("{path}.{name}")
+                };
+                check_keys(&inner_path, inner);
             }
         }
+    }
+
+    #[test]
+    fn the_shipped_file_shows_every_key_the_hub_accepts() {
+        check_keys("", &SHIPPED.parse().unwrap());
     }
 }

@@ -88,10 +88,10 @@ fn the_shipped_file_shows_every_key_the_agent_accepts() {
         .collect();
     assert_eq!(top, accepted_keys(""), "top-level tables");
     for (header, keys) in shown.iter().filter(|(h, _)| !h.is_empty()) {
-        // `[[functions.inputs]]` needs its parent table in the probe.
+        // `[[functions.inputs]]` needs its parent array in the probe; `[a.b]` does not.
         let probe = match header.rsplit_once('.') {
-            Some((parent, _)) => format!("{parent}]]\n{header}"),
-            None => header.clone(),
+            Some((parent, _)) if header.starts_with("[[") => format!("{parent}]]\n{header}"),
+            _ => header.clone(),
         };
         let nested: BTreeSet<String> = shown
             .keys()
