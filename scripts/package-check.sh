@@ -80,6 +80,7 @@ for expected in 'preinstall scriptlet' 'useradd -r -g synapse' \
   checks=$((checks + 1))
 done
 scratch=$(mktemp -d /tmp/synapse-rpm.XXXXXX)
+trap 'rm -rf "$scratch"' EXIT
 for rpm_file in "$agent_rpm" "$hub_rpm"; do
   rpm2archive -n < "$rpm_file" | tar -x -C "$scratch"
 done
