@@ -1,5 +1,5 @@
 # SynapseStream: the two commands of README, and a few more.
-.PHONY: run test bench setup fmt
+.PHONY: run test bench setup fmt package
 
 # The main job: the agent on this host with sample functions and live telemetry.
 run:
@@ -13,6 +13,10 @@ test:
 bench:
 	bash scripts/setup.sh
 	. scripts/env.sh && cargo bench -p synapse-agent --bench telemetry
+
+# The synapse-agent and synapse-hub packages, .deb and .rpm, in target/package/.
+package:
+	bash scripts/package.sh
 
 setup:
 	bash scripts/setup.sh

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sets up what building and running SynapseStream needs on a Debian host, idempotently:
 # Debian's LLVM 22 (for bpf-linker), curl and iproute2, the nightly
-# rust-src component (eBPF target), bpf-linker, and tracefs. Each step is skipped when
+# rust-src component (eBPF target), bpf-linker, the packaging tools (lintian, rpm,
+# cargo-deb, cargo-generate-rpm), and tracefs. Each step is skipped when
 # its result is already there, so running it twice costs a few milliseconds.
 set -euo pipefail
 
@@ -12,6 +13,15 @@ need_apt=()
 [ -x "$LLVM_DIR/bin/llvm-config" ] || need_apt+=(llvm-22-dev libpolly-22-dev)
 command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
 command -v curl >/dev/null 2>&1 || need_apt+=(curl)
+# Packaging (`make package`, and `make test` checks the packages): lintian, rpm (and its
+# rpm2archive), dpkg-shlibdeps for cargo-deb's dependencies, systemd-analyze to verify the
+# units, adduser for the hub package's maintainer script.
+command -v lintian >/dev/null 2>&1 || need_apt+=(lintian)
+command -v rpm >/dev/null 2>&1 || need_apt+=(rpm)
+command -v rpm2archive >/dev/null 2>&1 || need_apt+=(rpm2cpio)
+command -v dpkg-shlibdeps >/dev/null 2>&1 || need_apt+=(dpkg-dev)
+command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)
+command -v adduser >/dev/null 2>&1 || need_apt+=(adduser)
 if [ ${#need_apt[@]} -gt 0 ]; then
   say "installing Debian packages: ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -30,6 +40,14 @@ if ! command -v bpf-linker >/dev/null 2>&1 && [ ! -x "$HOME/.cargo/bin/bpf-linke
   LLVM_PREFIX=$LLVM_DIR LLVM_SYS_221_PREFIX=$LLVM_DIR PATH="$LLVM_DIR/bin:$PATH" \
     cargo install --locked bpf-linker --no-default-features --features llvm-22
 fi
+
+# The package builders, at the versions the packaging was written against.
+for tool in cargo-deb@3.8.0 cargo-generate-rpm@0.21.1; do
+  if ! command -v "${tool%@*}" >/dev/null 2>&1 && [ ! -x "$HOME/.cargo/bin/${tool%@*}" ]; then
+    say "installing ${tool%@*} (once, a few minutes)"
+    cargo install --locked --quiet "$tool"
+  fi
+done
 
 if [ "$(id -u)" = 0 ] && ! grep -q ' /sys/kernel/tracing tracefs ' /proc/mounts; then
   say "mounting tracefs at /sys/kernel/tracing"

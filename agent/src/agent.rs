@@ -3,6 +3,7 @@
 //! Order matters: leftovers of a previous agent are cleaned first, the store is opened, the
 //! eBPF programs are attached before any instance starts (so no exec is missed), then the
 //! metrics endpoint, the instance slots and the telemetry loop run until SIGTERM or SIGINT.
+//! systemd hears `READY=1` once the gateway listens, and `STOPPING=1` when the agent stops.
 
 use std::sync::Arc;
 
@@ -114,8 +115,9 @@ pub async fn run(config: AgentConfig) -> Result<()> {
         store.clone(),
         stop_rx.clone(),
     ));
+    let gateway = crate::gateway::bind(config.gateway.listen).await?;
     tasks.spawn(crate::gateway::serve_with_remote(
-        config.gateway.listen,
+        gateway,
         runtime.clone(),
         metrics.clone(),
         records_tx,
@@ -221,11 +223,15 @@ pub async fn run(config: AgentConfig) -> Result<()> {
 
     let mut term = tokio::signal::unix::signal(SignalKind::terminate())?;
     let mut int = tokio::signal::unix::signal(SignalKind::interrupt())?;
+    // Telemetry is attached and the gateway listens: systemd may start what depends on us.
+    let systemd = crate::notify::Notifier::from_env();
+    systemd.ready(&format!("serving on {}", config.gateway.listen));
     let failure = tokio::select! {
         _ = term.recv() => { info!("SIGTERM: stopping"); None }
         _ = int.recv() => { info!("SIGINT: stopping"); None }
         Some(done) = tasks.join_next() => Some(done),
     };
+    systemd.stopping();
     let _ = stop_tx.send(true);
     while managers.join_next().await.is_some() {}
     // The collector reads the last events of the stopped instances before it closes.

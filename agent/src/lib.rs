@@ -16,6 +16,7 @@ pub mod gateway;
 pub mod learning;
 pub mod link;
 pub mod metrics;
+pub mod notify;
 pub mod placement;
 pub mod policy;
 pub mod replay;

@@ -8,6 +8,8 @@ use serde::Deserialize;
 
 mod function;
 mod learning;
+#[cfg(test)]
+mod shipped_file;
 
 pub use function::{ElementType, FunctionKind, FunctionSpec, TensorInput, TensorOutput, Transform};
 pub use learning::LearningConfig;

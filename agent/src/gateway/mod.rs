@@ -243,20 +243,30 @@ async fn list(State(gw): State<Gateway>) -> Response {
     Json(functions).into_response()
 }
 
-/// Serves the gateway until `shutdown` turns true.
+/// Binds the gateway's address, so that the agent listens before it tells systemd it is ready.
+pub async fn bind(listen: SocketAddr) -> Result<tokio::net::TcpListener> {
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("binding the gateway on {listen} (gateway.listen)"))?;
+    info!(%listen, "gateway listening");
+    Ok(listener)
+}
+
+/// Serves the gateway on a listener from [`bind`] until `shutdown` turns true.
 pub async fn serve(
-    listen: SocketAddr,
+    listener: tokio::net::TcpListener,
     runtime: Runtime,
     metrics: Arc<Metrics>,
     records: mpsc::Sender<InvocationRecord>,
     shutdown: watch::Receiver<bool>,
 ) -> Result<()> {
-    serve_with_remote(listen, runtime, metrics, records, None, shutdown).await
+    serve_with_remote(listener, runtime, metrics, records, None, shutdown).await
 }
 
-/// Serves the gateway, forwarding as `remote` routes, until `shutdown` turns true.
+/// Serves the gateway on a listener from [`bind`], forwarding as `remote` routes, until
+/// `shutdown` turns true.
 pub async fn serve_with_remote(
-    listen: SocketAddr,
+    listener: tokio::net::TcpListener,
     runtime: Runtime,
     metrics: Arc<Metrics>,
     records: mpsc::Sender<InvocationRecord>,
@@ -272,10 +282,6 @@ pub async fn serve_with_remote(
             records,
             remote,
         });
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("binding the gateway on {listen} (gateway.listen)"))?;
-    info!(%listen, "gateway listening");
     axum::serve(listener, app)
         .with_graceful_shutdown(async move { crate::shutdown::stopped(&mut shutdown).await })
         .await
