@@ -9,7 +9,8 @@
 # (`synapse-agent drive`; one trace minute per second by default). A live view prints what the
 # agents measured (eBPF cold starts, warm hits, forecasts, pool sizes) and what the hub
 # decided (federated rounds, the placement plan, rollouts) every few seconds. Then the same
-# drive runs again with the fixed 10-minute keep-alive, and a summary shows both side by side.
+# drive runs again with the agents alone (no hub) and the fixed 10-minute keep-alive, and a
+# summary shows both side by side.
 # Everything started is stopped at the end, on Ctrl-C too.
 #
 # Knobs (environment): MINUTES (trace minutes per run, default 45), SPEED (trace seconds per
@@ -164,6 +165,12 @@ listen = "127.0.0.1:1946$i"
 listen = "127.0.0.1:1808$i"
 [cgroup]
 subtree = "synapse-demo-$tier"
+
+EOF
+  # The fleet run links every agent to the hub (federated rounds, placement, rollouts); the
+  # baseline run has each agent alone.
+  if [ "$phase" = fleet ]; then
+    cat <<EOF
 [link]
 hub = "127.0.0.1:17443"
 ca = "$ca/ca.pem"
@@ -172,6 +179,7 @@ key = "$ca/$tier-1.key"
 heartbeat_interval = "2s"
 
 EOF
+  fi
   functions_toml "$fixed_ttl"
 }
 
@@ -258,7 +266,7 @@ drive_phase() {
   stop_agents
 }
 
-drive_phase forecast
+drive_phase fleet
 drive_phase fixed-10m
 
 # --- summary ---------------------------------------------------------------------------------
@@ -268,14 +276,17 @@ python3 - "$work" <<'EOF'
 import json, sys
 work = sys.argv[1]
 rows = []
-for phase in ("forecast", "fixed-10m"):
+for phase in ("fleet", "fixed-10m"):
     d = json.load(open(f"{work}/{phase}/drive.json"))
     k = [line.split("\t") for line in open(f"{work}/{phase}/kernel.tsv").read().split("\n") if line]
     cs = sum(float(x[1]) for x in k)
     cs_s = sum(float(x[2]) for x in k)
     idle = sum(float(x[3]) for x in k)
     rows.append((phase, d, cs, cs_s, idle))
-print(f"{'policy':<12} {'sent':>6} {'answered':>8} {'warm':>6} {'cold':>6} {'cold %':>7} {'fwd':>5} {'failed':>6} {'eBPF cold starts':>16} {'mean ms':>8} {'idle MB·s':>10}")
+print("fleet: three agents linked to the hub (federated rounds, placement and forwarding, rollouts);")
+print("fixed-10m: the same agents alone. Both keep idle instances 10 trace minutes: the live")
+print("forecast policy does not drive the agents' pools yet.")
+print(f"{'run':<12} {'sent':>6} {'answered':>8} {'warm':>6} {'cold':>6} {'cold %':>7} {'fwd':>5} {'failed':>6} {'eBPF cold starts':>16} {'mean ms':>8} {'idle MB·s':>10}")
 for phase, d, cs, cs_s, idle in rows:
     mean = cs_s / cs * 1000 if cs else 0
     print(f"{phase:<12} {d['sent']:>6} {d['ok']:>8} {d['warm']:>6} {d['cold']:>6} {d['cold_pct']:>7.1f} {d['forwarded']:>5} {d['failed']:>6} {cs:>16.0f} {mean:>8.0f} {idle:>10.0f}")

@@ -31,6 +31,9 @@ const LINK_QUEUE: usize = 1024;
 const RECORDS_QUEUE: usize = 65_536;
 
 pub async fn run(config: AgentConfig) -> Result<()> {
+    // First of all, so that a stop asked for while the agent starts is a clean stop.
+    let mut term = tokio::signal::unix::signal(SignalKind::terminate())?;
+    let mut int = tokio::signal::unix::signal(SignalKind::interrupt())?;
     let agent_id = config.agent_id();
     info!(agent = %agent_id, tier = ?config.agent.tier, version = env!("CARGO_PKG_VERSION"), "starting");
     let layout = CgroupLayout::detect(config.cgroup.v2_mount.as_deref(), &config.cgroup.subtree)?;
@@ -130,11 +133,10 @@ pub async fn run(config: AgentConfig) -> Result<()> {
     let rollout_frames = rollouts.subscribe(&mut control);
     let (link_status, link_watch) = watch::channel(crate::link::LinkStatus::default());
     tasks.spawn(rollouts.run(rollout_frames, link_watch, stop_rx.clone()));
-    // The neural forecaster in service; the learner swaps in the versions the hub ships, and
-    // the live policy takes its forecasts from this handle.
-    let model =
-        crate::forecast::neural::ModelHandle::factory().context("loading the neural forecaster")?;
     if config.learning.enabled && config.link.is_some() {
+        // The neural forecaster in service; the learner swaps in the versions the hub ships.
+        let model = crate::forecast::neural::ModelHandle::factory()
+            .context("loading the neural forecaster")?;
         let frames = control.subscribe(crate::learning::KINDS);
         let data = crate::learning::StoreMinutes {
             store: store.clone(),
@@ -221,8 +223,6 @@ pub async fn run(config: AgentConfig) -> Result<()> {
         managers.spawn(f.clone().manage());
     }
 
-    let mut term = tokio::signal::unix::signal(SignalKind::terminate())?;
-    let mut int = tokio::signal::unix::signal(SignalKind::interrupt())?;
     // Telemetry is attached and the gateway listens: systemd may start what depends on us.
     let systemd = crate::notify::Notifier::from_env();
     systemd.ready(&format!("serving on {}", config.gateway.listen));

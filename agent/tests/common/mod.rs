@@ -146,6 +146,9 @@ impl Agent {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
+                if !status.success() {
+                    eprintln!("agent ended with {status}; log:\n{}", self.log());
+                }
                 return status.success();
             }
             if Instant::now() > deadline {
