@@ -169,7 +169,10 @@ fn a_hub_killed_mid_round_loses_no_gradient_and_counts_none_twice() {
             .find(|r| r["round"] == 1 && r["state"] == "closed")
     });
     assert_eq!(closed["accepted"], 3, "{closed}");
-    assert_eq!(closed["refused"]["duplicate"], 2, "{closed}");
+    // The two resent gradients are refused: as duplicates while the round is open, or as
+    // late when the third agent's answer closed it first (the connections race).
+    let refused = |why: &str| closed["refused"][why].as_u64().unwrap_or(0);
+    assert_eq!(refused("duplicate") + refused("late"), 2, "{closed}");
     assert_eq!(closed["produced_version"], 2, "{closed}");
     let loss = (0.1 * 10.0 + 0.2 * 30.0 + 0.3 * 60.0) / 100.0;
     assert!(
