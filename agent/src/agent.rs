@@ -19,6 +19,7 @@ use crate::{
     cgroup::CgroupLayout,
     config::{AgentConfig, Tier},
     metrics::Metrics,
+    policy::live::LivePolicies,
     runtime::{Runtime, RuntimeEnv, readiness::Readiness},
     store::Store,
     telemetry::{collector::Collector, ebpf::KernelProbes, tracker::Tracker},
@@ -28,6 +29,8 @@ use crate::{
 const LINK_QUEUE: usize = 1024;
 /// Invocation records the telemetry loop may lag behind by.
 const RECORDS_QUEUE: usize = 65_536;
+/// Closed intervals the pool planners may lag behind by.
+const CLOSED_QUEUE: usize = 64;
 
 pub async fn run(config: AgentConfig) -> Result<()> {
     let agent_id = config.agent_id();
@@ -92,7 +95,16 @@ pub async fn run(config: AgentConfig) -> Result<()> {
         records: records_tx.clone(),
         shutdown: stop_rx.clone(),
     });
-    let runtime = Runtime::new(&config.functions, env);
+    let section = config.policy.clone();
+    let interval = config.telemetry.interval;
+    // Pretraining the default neural model takes a moment: off the async workers.
+    let policies = tokio::task::spawn_blocking(move || LivePolicies::load(&section, interval))
+        .await
+        .context("setting up the pool policy")??;
+    info!(policy = %policies.label(), "warm pools follow the policy");
+    let runtime = Runtime::with_planners(&config.functions, env, |spec| policies.planner(spec));
+    let (closed_tx, closed_rx) = mpsc::channel(CLOSED_QUEUE);
+    let feed = tokio::spawn(runtime.clone().feed(closed_rx));
     let mut tasks = JoinSet::new();
     tasks.spawn(crate::metrics::serve(
         config.metrics.listen,
@@ -146,6 +158,7 @@ pub async fn run(config: AgentConfig) -> Result<()> {
         sink,
         readiness,
         records: records_rx,
+        closed: Some(closed_tx),
         first_watched_id: first_watch_id as u32,
     };
     tasks.spawn(collector.run(stop_rx.clone()));
@@ -169,6 +182,10 @@ pub async fn run(config: AgentConfig) -> Result<()> {
         if failure.is_none() && !matches!(done, Ok(Ok(()))) {
             failure = Some(done);
         }
+    }
+    // The telemetry loop is done, so the feed has had its last interval.
+    if let Err(e) = feed.await {
+        warn!("feeding the pool planners: {e}");
     }
     if let Err(e) = layout.remove_all() {
         warn!("removing the agent's cgroups: {e:#}");

@@ -7,8 +7,10 @@ use std::{collections::BTreeMap, net::SocketAddr, path::Path, path::PathBuf, tim
 use serde::Deserialize;
 
 mod function;
+mod policy;
 
 pub use function::{ElementType, FunctionKind, FunctionSpec, TensorInput, TensorOutput, Transform};
+pub use policy::{PolicyChoice, PolicySection};
 
 /// Everything `synapse-agent run` needs.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -26,6 +28,8 @@ pub struct AgentConfig {
     pub functions: Vec<FunctionSpec>,
     /// Cgroups started by other runtimes that the agent watches as functions.
     pub watch: Vec<WatchSpec>,
+    /// The warm-pool policy of every function.
+    pub policy: PolicySection,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -315,6 +319,7 @@ impl AgentConfig {
                 return Err((field("memory_mb"), "must be at least 1".into()));
             }
         }
+        self.policy.validate()?;
         for w in &self.watch {
             if !w.cgroup.is_absolute() {
                 return Err((

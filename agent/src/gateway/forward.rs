@@ -57,9 +57,6 @@ pub async fn forward(
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .map_err(|e| ForwardError::Broken(e.to_string()))?;
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
         strip_hop_by_hop(&mut headers);
         let mut request = Request::builder()
             .method(method)
@@ -73,17 +70,28 @@ pub async fn forward(
             HeaderValue::from_str(&addr.to_string()).expect("an address is a valid header"),
         );
         h.insert(header::CONNECTION, HeaderValue::from_static("close"));
-        let response = sender
-            .send_request(request)
-            .await
-            .map_err(|e| ForwardError::Broken(e.to_string()))?;
-        let (parts, body) = response.into_parts();
-        let bytes = body
-            .collect()
-            .await
-            .map_err(|e| ForwardError::Broken(e.to_string()))?
-            .to_bytes();
-        Ok(Response::from_parts(parts, bytes))
+        let answer = async {
+            let response = sender
+                .send_request(request)
+                .await
+                .map_err(|e| ForwardError::Broken(e.to_string()))?;
+            let (parts, body) = response.into_parts();
+            let bytes = body
+                .collect()
+                .await
+                .map_err(|e| ForwardError::Broken(e.to_string()))?
+                .to_bytes();
+            Ok(Response::from_parts(parts, bytes))
+        };
+        // The connection is driven in this task rather than spawned: one task per invocation,
+        // not two. It ends by itself once the answer is read (`Connection: close`); when the
+        // answer is complete first, dropping it closes the socket.
+        tokio::pin!(answer, conn);
+        tokio::select! {
+            biased;
+            result = &mut answer => result,
+            _ = &mut conn => answer.await,
+        }
     };
     tokio::time::timeout(timeout, exchange)
         .await

@@ -9,8 +9,10 @@
 //! timeout.
 
 pub mod forward;
+mod series;
 
 use std::{
+    collections::HashMap,
     net::SocketAddr,
     sync::Arc,
     time::{Duration, Instant},
@@ -28,15 +30,25 @@ use axum::{
 use tokio::sync::{mpsc, watch};
 use tracing::info;
 
-use self::forward::{ForwardError, forward};
+use self::{
+    forward::{ForwardError, forward},
+    series::FunctionSeries,
+};
 use crate::{
-    metrics::{CodeLabel, Metrics, StartLabel},
+    metrics::Metrics,
     runtime::{FunctionRuntime, InvocationRecord, LeaseError, Runtime},
 };
+
+/// A function behind the gateway and the metric series of its invocations.
+struct Served {
+    runtime: Arc<FunctionRuntime>,
+    series: FunctionSeries,
+}
 
 #[derive(Clone)]
 struct Gateway {
     runtime: Runtime,
+    functions: Arc<HashMap<String, Served>>,
     metrics: Arc<Metrics>,
     records: mpsc::Sender<InvocationRecord>,
 }
@@ -46,43 +58,17 @@ fn error(status: StatusCode, message: String) -> Response {
 }
 
 impl Gateway {
-    fn answer(&self, f: &FunctionRuntime, response: Response) -> Response {
-        let l = CodeLabel {
-            function: f.spec.name.clone(),
-            code: response.status().as_u16().to_string(),
-        };
-        self.metrics.gateway_responses.get_or_create(&l).inc();
+    fn answer(&self, f: &Served, response: Response) -> Response {
+        f.series.response(response.status().as_u16());
         response
     }
 
-    fn record(
-        &self,
-        f: &FunctionRuntime,
-        cold: bool,
-        queue: Duration,
-        latency: Duration,
-        ok: bool,
-    ) {
-        let name = f.spec.name.clone();
-        let start = if cold { "cold" } else { "warm" };
-        let l = Metrics::label(&name);
-        self.metrics
-            .invocations
-            .get_or_create(&StartLabel {
-                function: name,
-                start: start.into(),
-            })
-            .inc();
-        self.metrics
-            .invocation_seconds
-            .get_or_create(&l)
-            .observe(latency.as_secs_f64());
-        self.metrics
-            .queue_seconds
-            .get_or_create(&l)
-            .observe(queue.as_secs_f64());
+    fn record(&self, f: &Served, cold: bool, queue: Duration, latency: Duration, ok: bool) {
+        f.series.invocation(cold).inc();
+        f.series.latency().observe(latency.as_secs_f64());
+        f.series.queue().observe(queue.as_secs_f64());
         let record = InvocationRecord {
-            function_id: f.id,
+            function_id: f.runtime.id,
             cold,
             queue_s: queue.as_secs_f64(),
             latency_s: latency.as_secs_f64(),
@@ -103,12 +89,13 @@ async fn invoke(
     body: Body,
 ) -> Response {
     let arrived = Instant::now();
-    let Some(f) = gw.runtime.function(&name).cloned() else {
+    let Some(served) = gw.functions.get(&name) else {
         return error(
             StatusCode::NOT_FOUND,
             format!("no function named `{name}` on this agent"),
         );
     };
+    let f = &served.runtime;
     let limit = f.spec.max_request_bytes;
     let declared = headers
         .get(header::CONTENT_LENGTH)
@@ -121,10 +108,10 @@ async fn invoke(
         )
     };
     if declared.is_some_and(|n| n > limit) {
-        return gw.answer(&f, too_large());
+        return gw.answer(served, too_large());
     }
     let Ok(body) = axum::body::to_bytes(body, limit).await else {
-        return gw.answer(&f, too_large());
+        return gw.answer(served, too_large());
     };
     let path = uri
         .query()
@@ -141,11 +128,10 @@ async fn invoke(
                 let mut r = error(StatusCode::SERVICE_UNAVAILABLE, e.to_string());
                 r.headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
-                return gw.answer(&f, r);
+                return gw.answer(served, r);
             }
         };
         let queued = arrived.elapsed();
-        let started = Instant::now();
         let result = forward(
             lease.addr,
             method.clone(),
@@ -155,11 +141,11 @@ async fn invoke(
             f.spec.invocation_timeout,
         )
         .await;
-        f.release(&lease, started.elapsed());
+        f.release(&lease);
         match result {
             Ok(response) => {
                 gw.record(
-                    &f,
+                    served,
                     lease.cold,
                     queued,
                     arrived.elapsed(),
@@ -179,7 +165,7 @@ async fn invoke(
                     "x-synapse-queue-ms",
                     HeaderValue::from(queued.as_millis() as u64),
                 );
-                return gw.answer(&f, Response::from_parts(parts, Body::from(bytes)));
+                return gw.answer(served, Response::from_parts(parts, Body::from(bytes)));
             }
             Err(e @ (ForwardError::Connect(_) | ForwardError::Broken(_))) if !retried => {
                 // The instance refused the invocation or died holding it: once, on another.
@@ -188,7 +174,7 @@ async fn invoke(
                 retried = true;
             }
             Err(e) => {
-                gw.record(&f, lease.cold, queued, arrived.elapsed(), false);
+                gw.record(served, lease.cold, queued, arrived.elapsed(), false);
                 let status = match e {
                     ForwardError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
                     _ => {
@@ -197,7 +183,7 @@ async fn invoke(
                     }
                 };
                 let message = format!("function {name}: instance {} failed: {e}", lease.instance);
-                return gw.answer(&f, error(status, message));
+                return gw.answer(served, error(status, message));
             }
         }
     }
@@ -234,11 +220,22 @@ pub async fn serve(
     records: mpsc::Sender<InvocationRecord>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<()> {
+    let functions = runtime
+        .functions()
+        .map(|f| {
+            let served = Served {
+                runtime: f.clone(),
+                series: FunctionSeries::new(&f.spec.name, metrics.clone()),
+            };
+            (f.spec.name.clone(), served)
+        })
+        .collect();
     let app = Router::new()
         .route("/v1/functions/{name}/invoke", post(invoke))
         .route("/v1/functions", get(list))
         .with_state(Gateway {
             runtime,
+            functions: Arc::new(functions),
             metrics,
             records,
         });

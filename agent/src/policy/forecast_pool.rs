@@ -146,6 +146,10 @@ impl PoolPolicy for ForecastPool {
         self.prior = Some(prior);
         self.window = None;
     }
+
+    fn forecaster(&self) -> Option<&dyn Forecaster> {
+        Some(self.forecaster.as_ref())
+    }
 }
 
 #[cfg(test)]
