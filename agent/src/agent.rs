@@ -114,6 +114,7 @@ pub async fn run(config: AgentConfig) -> Result<()> {
     ));
     tasks.spawn(crate::gateway::serve(
         config.gateway.listen,
+        config.gateway.threads,
         runtime.clone(),
         metrics.clone(),
         records_tx,

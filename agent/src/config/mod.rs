@@ -112,12 +112,15 @@ pub struct GatewayConfig {
     /// Address of the invocation gateway (`POST /v1/functions/{name}/invoke`).
     /// Default `127.0.0.1:8080`.
     pub listen: SocketAddr,
+    /// Threads serving the gateway; 0 means one per CPU. Default 0.
+    pub threads: usize,
 }
 
 impl Default for GatewayConfig {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            threads: 0,
         }
     }
 }

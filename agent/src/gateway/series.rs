@@ -12,6 +12,8 @@ use crate::metrics::{CodeLabel, Metrics, StartLabel};
 /// Status codes 100..=599, one slot each.
 const CODES: usize = 500;
 
+/// Clones share the series (each handle is shared), so each gateway thread keeps its own copy.
+#[derive(Clone)]
 pub struct FunctionSeries {
     function: String,
     metrics: Arc<Metrics>,
