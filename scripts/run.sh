@@ -9,8 +9,8 @@
 # (`synapse-agent drive`; one trace minute per second by default). A live view prints what the
 # agents measured (eBPF cold starts, warm hits, forecasts, pool sizes) and what the hub
 # decided (federated rounds, the placement plan, rollouts) every few seconds. Then the same
-# drive runs again with the agents alone (no hub) and the fixed 10-minute keep-alive, and a
-# summary shows both side by side.
+# drive runs again with the agents alone (no hub) and the fixed 10-minute keep-alive instead of
+# the forecast policy, and a summary shows both side by side.
 # Everything started is stopped at the end, on Ctrl-C too.
 #
 # Knobs (environment): MINUTES (trace minutes per run, default 45), SPEED (trace seconds per
@@ -167,16 +167,26 @@ listen = "127.0.0.1:1808$i"
 subtree = "synapse-demo-$tier"
 
 EOF
-  # The fleet run links every agent to the hub (federated rounds, placement, rollouts); the
-  # baseline run has each agent alone.
+  # The fleet run links every agent to the hub (federated rounds, placement, rollouts) and
+  # its pools follow our forecast policy (the default); the baseline run has each agent alone
+  # with each function's fixed keep-alive.
   if [ "$phase" = fleet ]; then
     cat <<EOF
+[policy]
+name = "forecast"
+
 [link]
 hub = "127.0.0.1:17443"
 ca = "$ca/ca.pem"
 cert = "$ca/$tier-1.pem"
 key = "$ca/$tier-1.key"
 heartbeat_interval = "2s"
+
+EOF
+  else
+    cat <<EOF
+[policy]
+name = "fixed-keepalive"
 
 EOF
   fi
@@ -283,9 +293,9 @@ for phase in ("fleet", "fixed-10m"):
     cs_s = sum(float(x[2]) for x in k)
     idle = sum(float(x[3]) for x in k)
     rows.append((phase, d, cs, cs_s, idle))
-print("fleet: three agents linked to the hub (federated rounds, placement and forwarding, rollouts);")
-print("fixed-10m: the same agents alone. Both keep idle instances 10 trace minutes: the live")
-print("forecast policy does not drive the agents' pools yet.")
+print("fleet: three agents linked to the hub (federated rounds, placement and forwarding, rollouts),")
+print("pools planned by the forecast policy; fixed-10m: the same agents alone, each idle instance")
+print("kept 10 trace minutes.")
 print(f"{'run':<12} {'sent':>6} {'answered':>8} {'warm':>6} {'cold':>6} {'cold %':>7} {'fwd':>5} {'failed':>6} {'eBPF cold starts':>16} {'mean ms':>8} {'idle MB·s':>10}")
 for phase, d, cs, cs_s, idle in rows:
     mean = cs_s / cs * 1000 if cs else 0

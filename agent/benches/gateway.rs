@@ -2,11 +2,23 @@
 //! `cargo bench -p synapse-agent --bench gateway`.
 //!
 //! One real instance (`synapse-sample-fn`, started by the agent's warm pool) is called three
-//! ways at concurrency 1, 16 and 64 with a new connection per request: directly, through the
-//! agent's gateway, and through nginx as a reverse proxy to the same instance. It prints
-//! p50/p99 latency and requests/s of each path, the latency the gateway and nginx add
-//! (their percentile minus the direct one), and the ratio of the two. Then cold against warm
-//! invocation latency for a function with 300 ms of initialisation.
+//! ways at concurrency 1, 16 and 64 by the same client (one thread per concurrent caller, a
+//! new client connection per request): directly, through the agent's gateway, and through
+//! nginx as a reverse proxy to the same instance, configured as an operator would next to this
+//! agent: as many worker processes as the gateway has threads (one per CPU), a new upstream
+//! connection per request like the gateway (nginx's default `proxy_pass`), no access log (the
+//! gateway writes none either). Besides latency and requests/s it prints the CPU time the
+//! gateway and nginx spend per request (user + system, from `/proc`): on a machine whose CPUs
+//! are shared by client, proxy and instance, that is what requests/s follow.
+//!
+//! The machine is shared and noisy, so every (concurrency, path) cell is measured in several
+//! rounds, the three paths in a rotating order within each round, and the medians over rounds
+//! are printed: p50/p99 latency and requests/s of each path, and the latency the gateway and
+//! nginx add over the direct call (their percentile minus the direct one of the same round).
+//! Then cold against warm invocation latency for a function with 300 ms of initialisation.
+//!
+//! Environment: `GATEWAY_BENCH_ROUNDS` (default 5), `GATEWAY_BENCH_PHASE_MS` (per cell and
+//! round, default 2000).
 
 use std::{
     io::{Read as _, Write as _},
@@ -19,7 +31,13 @@ use std::{
 
 const AGENT: &str = env!("CARGO_BIN_EXE_synapse-agent");
 const SAMPLE_FN: &str = env!("CARGO_BIN_EXE_synapse-sample-fn");
-const PHASE: Duration = Duration::from_secs(4);
+
+fn setting(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
 
 struct Guard(Child);
 
@@ -62,16 +80,68 @@ fn wait_for(what: &str, cond: impl Fn() -> bool) {
     }
 }
 
+/// One figure of a measurement.
+type Stat = fn(&Figures) -> f64;
+
 struct Figures {
     p50_us: f64,
     p99_us: f64,
     rps: f64,
+    /// CPU time of the proxy's processes per answered request: user, system.
+    proxy_cpu_us: (f64, f64),
     errors: usize,
 }
 
-fn load(port: u16, method: &'static str, path: &'static str, concurrency: usize) -> Figures {
+/// User and system CPU time of `pids` so far, in clock ticks (from `/proc/PID/stat`).
+fn cpu_ticks(pids: &[u32]) -> (u64, u64) {
+    pids.iter()
+        .filter_map(|p| std::fs::read_to_string(format!("/proc/{p}/stat")).ok())
+        .filter_map(|stat| {
+            // Fields after the command name: state is the 3rd field, utime the 14th.
+            let after = stat.rsplit_once(')')?.1;
+            let f: Vec<&str> = after.split_whitespace().collect();
+            Some((
+                f.get(11)?.parse::<u64>().ok()?,
+                f.get(12)?.parse::<u64>().ok()?,
+            ))
+        })
+        .fold((0, 0), |(u, s), (du, ds)| (u + du, s + ds))
+}
+
+fn latencies_len(l: &Mutex<Vec<f64>>) -> usize {
+    l.lock().unwrap().len().max(1)
+}
+
+/// `pid` and its children (nginx's master and workers).
+fn with_children(pid: u32) -> Vec<u32> {
+    let mut pids = vec![pid];
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(child) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<u32>().ok());
+        if ppid == Some(pid) {
+            pids.push(child);
+        }
+    }
+    pids
+}
+
+fn load(
+    port: u16,
+    method: &'static str,
+    path: &'static str,
+    concurrency: usize,
+    phase: Duration,
+    proxy: &[u32],
+) -> Figures {
     let latencies = Arc::new(Mutex::new(Vec::new()));
     let errors = Arc::new(Mutex::new(0usize));
+    let cpu_before = cpu_ticks(proxy);
     let start = Instant::now();
     let handles: Vec<_> = (0..concurrency)
         .map(|_| {
@@ -79,7 +149,7 @@ fn load(port: u16, method: &'static str, path: &'static str, concurrency: usize)
             thread::spawn(move || {
                 let mut mine = Vec::new();
                 let mut bad = 0;
-                while start.elapsed() < PHASE {
+                while start.elapsed() < phase {
                     let t = Instant::now();
                     match request(port, method, path) {
                         Some((200, _)) => mine.push(t.elapsed().as_secs_f64() * 1e6),
@@ -95,6 +165,15 @@ fn load(port: u16, method: &'static str, path: &'static str, concurrency: usize)
         h.join().unwrap();
     }
     let elapsed = start.elapsed().as_secs_f64();
+    // SAFETY: plain libc call.
+    let tick_s = 1.0 / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    let cpu_after = cpu_ticks(proxy);
+    let per_request_us =
+        |ticks: u64| ticks as f64 * tick_s * 1e6 / latencies_len(&latencies) as f64;
+    let proxy_cpu_us = (
+        per_request_us(cpu_after.0 - cpu_before.0),
+        per_request_us(cpu_after.1 - cpu_before.1),
+    );
     let mut l = latencies.lock().unwrap().clone();
     l.sort_by(f64::total_cmp);
     let pct = |q: f64| {
@@ -106,8 +185,30 @@ fn load(port: u16, method: &'static str, path: &'static str, concurrency: usize)
         p50_us: pct(0.50),
         p99_us: pct(0.99),
         rps: l.len() as f64 / elapsed,
+        proxy_cpu_us,
         errors: *errors.lock().unwrap(),
     }
+}
+
+/// Median of the finite values; NaN when there are none.
+fn median(values: impl Iterator<Item = f64>) -> f64 {
+    let mut v: Vec<f64> = values.filter(|x| x.is_finite()).collect();
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
 }
 
 fn main() {
@@ -130,6 +231,8 @@ listen = "127.0.0.1:{metrics}"
 listen = "127.0.0.1:{gateway}"
 [cgroup]
 subtree = "synapse-bench-gateway"
+[policy]
+name = "fixed-keepalive"
 [[functions]]
 name = "echo"
 command = "{SAMPLE_FN}"
@@ -187,10 +290,11 @@ keep_alive = "1s"
         std::fs::write(
             &conf,
             format!(
-                "daemon off;\nworker_processes auto;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\n\
+                "daemon off;\nworker_processes {workers};\npid {d}/nginx.pid;\nerror_log {d}/error.log;\n\
                  events {{ worker_connections 4096; }}\nhttp {{\n access_log off;\n client_body_temp_path {d};\n\
                  proxy_temp_path {d};\n server {{\n  listen 127.0.0.1:{nginx_port};\n  location / {{ proxy_pass http://127.0.0.1:{direct}; }}\n }}\n}}\n",
-                d = dir.path().display()
+                d = dir.path().display(),
+                workers = thread::available_parallelism().map_or(1, |n| n.get()),
             ),
         )
         .unwrap();
@@ -199,12 +303,16 @@ keep_alive = "1s"
         Guard(child)
     });
 
+    let rounds = setting("GATEWAY_BENCH_ROUNDS", 5).max(1) as usize;
+    let phase = Duration::from_millis(setting("GATEWAY_BENCH_PHASE_MS", 2000));
     println!(
-        "SynapseStream gateway benchmark ({} CPUs, {PHASE:?} per row, new connection per request)",
-        thread::available_parallelism().map_or(0, |n| n.get())
+        "SynapseStream gateway benchmark ({} CPUs, load average {}, {rounds} rounds of {phase:?} per cell, \
+         new client connection per request; medians over rounds; latencies in us; cpu: the proxy's CPU us per request)",
+        thread::available_parallelism().map_or(0, |n| n.get()),
+        load_average()
     );
     println!(
-        "{:>4} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} | {:>8} {:>8} {:>8} | {:>11} {:>11} {:>7}",
+        "{:>4} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} | {:>7} {:>7} {:>7} | {:>7} {:>7} {:>7} {:>7} | {:>6} {:>6} | {:>15} {:>15}",
         "conc",
         "dir p50",
         "dir p99",
@@ -215,39 +323,92 @@ keep_alive = "1s"
         "dir r/s",
         "gw r/s",
         "ngx r/s",
-        "gw +p99 us",
-        "ngx +p99 us",
-        "ratio"
+        "gw +p50",
+        "ngx +p50",
+        "gw +p99",
+        "ngx +p99",
+        "p99 ok",
+        "r/s ok",
+        "gw cpu usr+sys",
+        "ngx cpu usr+sys"
     );
+    let paths: [(u16, &'static str); 3] = [
+        (direct, "/"),
+        (gateway, "/v1/functions/echo/invoke"),
+        (nginx_port, "/"),
+    ];
+    let with_nginx = _nginx.is_some();
+    let proxies: [Vec<u32>; 3] = [
+        Vec::new(),
+        vec![_agent.0.id()],
+        _nginx
+            .as_ref()
+            .map_or_else(Vec::new, |n| with_children(n.0.id())),
+    ];
     for c in [1, 16, 64] {
-        let d = load(direct, "POST", "/", c);
-        let g = load(gateway, "POST", "/v1/functions/echo/invoke", c);
-        let n = _nginx.as_ref().map(|_| load(nginx_port, "POST", "/", c));
-        let (np50, np99, nrps) = n.as_ref().map_or((f64::NAN, f64::NAN, f64::NAN), |n| {
-            (n.p50_us, n.p99_us, n.rps)
-        });
-        let gw_added = g.p99_us - d.p99_us;
-        let ngx_added = np99 - d.p99_us;
+        // rows[path] holds one Figures per round.
+        let mut rows: [Vec<Figures>; 3] = Default::default();
+        let mut errors = 0;
+        for round in 0..rounds {
+            for k in 0..3 {
+                let p = (round + k) % 3;
+                if p == 2 && !with_nginx {
+                    continue;
+                }
+                let f = load(paths[p].0, "POST", paths[p].1, c, phase, &proxies[p]);
+                errors += f.errors;
+                rows[p].push(f);
+            }
+        }
+        let med = |p: usize, get: Stat| median(rows[p].iter().map(get));
+        let added = |p: usize, get: Stat| {
+            median(rows[p].iter().zip(&rows[0]).map(|(x, d)| get(x) - get(d)))
+        };
+        let p50: Stat = |f| f.p50_us;
+        let p99: Stat = |f| f.p99_us;
+        let rps: Stat = |f| f.rps;
+        let verdict = |ok: bool| {
+            if !with_nginx {
+                "-"
+            } else if ok {
+                "yes"
+            } else {
+                "NO"
+            }
+        };
         println!(
-            "{c:>4} {:>9.0} {:>9.0} {:>9.0} {:>9.0} {:>9.0} {:>9.0} | {:>8.0} {:>8.0} {:>8.0} | {:>11.0} {:>11.0} {:>7.2}",
-            d.p50_us,
-            d.p99_us,
-            g.p50_us,
-            g.p99_us,
-            np50,
-            np99,
-            d.rps,
-            g.rps,
-            nrps,
-            gw_added,
-            ngx_added,
-            gw_added / ngx_added
+            "{c:>4} {:>8.0} {:>8.0} {:>8.0} {:>8.0} {:>8.0} {:>8.0} | {:>7.0} {:>7.0} {:>7.0} | {:>7.0} {:>7.0} {:>7.0} {:>7.0} | {:>6} {:>6} | {:>15} {:>15}",
+            med(0, p50),
+            med(0, p99),
+            med(1, p50),
+            med(1, p99),
+            med(2, p50),
+            med(2, p99),
+            med(0, rps),
+            med(1, rps),
+            med(2, rps),
+            added(1, p50),
+            added(2, p50),
+            added(1, p99),
+            added(2, p99),
+            verdict(added(1, p99) <= added(2, p99)),
+            verdict(med(1, rps) >= med(2, rps)),
+            format!(
+                "{:.0}+{:.0}",
+                med(1, |f| f.proxy_cpu_us.0),
+                med(1, |f| f.proxy_cpu_us.1)
+            ),
+            format!(
+                "{:.0}+{:.0}",
+                med(2, |f| f.proxy_cpu_us.0),
+                med(2, |f| f.proxy_cpu_us.1)
+            ),
         );
-        let errors = d.errors + g.errors + n.map_or(0, |n| n.errors);
         if errors > 0 {
             println!("     ({errors} failed requests in this row)");
         }
     }
+    println!("load average at the end: {}", load_average());
     if nginx_bin.is_none() {
         println!("nginx not found: install Debian's nginx for the comparison");
     }

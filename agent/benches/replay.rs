@@ -31,7 +31,7 @@ fn main() -> Result<()> {
         "pretraining the neural model: {:.2} s",
         started.elapsed().as_secs_f64()
     );
-    let model = Arc::new(model);
+    let model = synapse_agent::forecast::ModelSource::from(Arc::new(model));
     let setup = RunSetup {
         trace: &trace,
         config: &config,

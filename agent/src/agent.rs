@@ -19,7 +19,12 @@ use tracing::{info, warn};
 use crate::{
     cgroup::CgroupLayout,
     config::{AgentConfig, Tier},
+    forecast::{
+        ModelSource,
+        neural::{ModelHandle, ServingModel},
+    },
     metrics::Metrics,
+    policy::live::LivePolicies,
     runtime::{Runtime, RuntimeEnv, readiness::Readiness},
     store::Store,
     telemetry::{collector::Collector, ebpf::KernelProbes, tracker::Tracker},
@@ -29,6 +34,8 @@ use crate::{
 const LINK_QUEUE: usize = 1024;
 /// Invocation records the telemetry loop may lag behind by.
 const RECORDS_QUEUE: usize = 65_536;
+/// Closed intervals the pool planners may lag behind by.
+const CLOSED_QUEUE: usize = 64;
 
 pub async fn run(config: AgentConfig) -> Result<()> {
     // First of all, so that a stop asked for while the agent starts is a clean stop.
@@ -96,12 +103,23 @@ pub async fn run(config: AgentConfig) -> Result<()> {
         records: records_tx.clone(),
         shutdown: stop_rx.clone(),
     });
-    let runtime = Runtime::new(&config.functions, env);
+    let section = config.policy.clone();
+    let interval = config.telemetry.interval;
+    let learning = config.learning.enabled && config.link.is_some();
+    // Loading and checking the neural model with tract takes a moment: off the async workers.
+    let (policies, served_model) =
+        tokio::task::spawn_blocking(move || pool_policies(&section, interval, learning))
+            .await
+            .context("setting up the pool policy")??;
+    info!(policy = %policies.label(), "warm pools follow the policy");
+    let runtime = Runtime::with_planners(&config.functions, env, |spec| policies.planner(spec));
+    let (closed_tx, closed_rx) = mpsc::channel(CLOSED_QUEUE);
+    let feed = tokio::spawn(runtime.clone().feed(closed_rx));
     // Versions applied by rollouts replace the configured ones before any pool starts.
     let mut rollouts =
         crate::rollout::Rollouts::restore(runtime.clone(), store.db(), &config.functions)
             .context("restoring the versions rollouts applied")?;
-    if config.learning.enabled && config.link.is_some() {
+    if learning {
         rollouts = rollouts.with_learning_models();
     }
     // Forwarding to the tiers placement keeps warm applies only when linked to a hub.
@@ -118,9 +136,10 @@ pub async fn run(config: AgentConfig) -> Result<()> {
         store.clone(),
         stop_rx.clone(),
     ));
-    let gateway = crate::gateway::bind(config.gateway.listen).await?;
+    let gateway = crate::gateway::bind(config.gateway.listen)?;
     tasks.spawn(crate::gateway::serve_with_remote(
         gateway,
+        config.gateway.threads,
         runtime.clone(),
         metrics.clone(),
         records_tx,
@@ -133,10 +152,9 @@ pub async fn run(config: AgentConfig) -> Result<()> {
     let rollout_frames = rollouts.subscribe(&mut control);
     let (link_status, link_watch) = watch::channel(crate::link::LinkStatus::default());
     tasks.spawn(rollouts.run(rollout_frames, link_watch, stop_rx.clone()));
-    if config.learning.enabled && config.link.is_some() {
-        // The neural forecaster in service; the learner swaps in the versions the hub ships.
-        let model = crate::forecast::neural::ModelHandle::factory()
-            .context("loading the neural forecaster")?;
+    if let Some(model) = served_model {
+        // The neural forecaster in service, which the pool policies read; the learner swaps in
+        // the versions the hub ships.
         let frames = control.subscribe(crate::learning::KINDS);
         let data = crate::learning::StoreMinutes {
             store: store.clone(),
@@ -215,6 +233,7 @@ pub async fn run(config: AgentConfig) -> Result<()> {
         sink,
         readiness,
         records: records_rx,
+        closed: Some(closed_tx),
         first_watched_id: first_watch_id as u32,
     };
     tasks.spawn(collector.run(stop_rx.clone()));
@@ -241,6 +260,10 @@ pub async fn run(config: AgentConfig) -> Result<()> {
             failure = Some(done);
         }
     }
+    // The telemetry loop is done, so the feed has had its last interval.
+    if let Err(e) = feed.await {
+        warn!("feeding the pool planners: {e}");
+    }
     if let Err(e) = layout.remove_all() {
         warn!("removing the agent's cgroups: {e:#}");
     }
@@ -250,6 +273,24 @@ pub async fn run(config: AgentConfig) -> Result<()> {
         Some(Err(e)) => Err(e.into()),
         _ => Ok(()),
     }
+}
+
+/// The pool policies; when the agent learns with its hub, they read the neural model in
+/// service (returned too), which the learner replaces with each version the hub ships.
+fn pool_policies(
+    section: &crate::config::PolicySection,
+    interval: std::time::Duration,
+    learning: bool,
+) -> Result<(LivePolicies, Option<ModelHandle>)> {
+    if !learning {
+        return Ok((LivePolicies::load(section, interval)?, None));
+    }
+    let bytes = crate::policy::live::configured_model_bytes(section)?;
+    let model = ModelHandle::new(
+        ServingModel::load(0, &bytes).context("loading the neural forecaster (policy.model)")?,
+    );
+    let policies = LivePolicies::with_model(section, interval, ModelSource::Served(model.clone()))?;
+    Ok((policies, Some(model)))
 }
 
 /// Counters continue from the stored totals, so a restart does not reset them.

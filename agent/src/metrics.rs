@@ -17,14 +17,19 @@ use axum::{
     routing::get,
 };
 use prometheus_client::{
-    encoding::{EncodeLabelSet, text::encode},
+    encoding::{
+        EncodeLabelSet,
+        text::{encode_eof, encode_registry},
+    },
     metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
     registry::Registry,
 };
 use serde::Deserialize;
 use tokio::sync::watch;
 
-use crate::{store::Store, telemetry::histogram::LATENCY_BOUNDS_S};
+use crate::{
+    forecast::error::ForecastErrorMetric, store::Store, telemetry::histogram::LATENCY_BOUNDS_S,
+};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct FunctionLabel {
@@ -76,6 +81,10 @@ fn lifetime_histogram() -> Histogram {
 /// All metrics of the agent.
 pub struct Metrics {
     registry: Registry,
+    /// Families that carry the `synapse_` prefix in their own name.
+    named: Registry,
+    pub forecast_invocations: Family<FunctionLabel, Gauge<f64, AtomicU64>>,
+    pub forecast_error: ForecastErrorMetric,
     pub invocations: Family<StartLabel, Counter>,
     pub kernel_accepts: Family<FunctionLabel, Counter>,
     pub invocation_seconds: HistogramFamily<FunctionLabel>,
@@ -150,6 +159,14 @@ impl Metrics {
             "Instances the function's pool policy wants held now",
             pool_target.clone(),
         );
+        let forecast_invocations = Family::default();
+        r.register(
+            "forecast_invocations",
+            "Invocations the function's pool policy expects in the next telemetry interval",
+            forecast_invocations.clone(),
+        );
+        let mut named = Registry::default();
+        let forecast_error = ForecastErrorMetric::register(&mut named);
         let queue_depth = Family::default();
         r.register(
             "queue_depth",
@@ -259,6 +276,9 @@ impl Metrics {
         );
         Self {
             registry: r,
+            named,
+            forecast_invocations,
+            forecast_error,
             invocations,
             kernel_accepts,
             invocation_seconds,
@@ -299,7 +319,9 @@ impl Metrics {
     pub fn render(&self) -> String {
         let mut out = String::new();
         // Writing into a String cannot fail.
-        let _ = encode(&mut out, &self.registry);
+        let _ = encode_registry(&mut out, &self.registry);
+        let _ = encode_registry(&mut out, &self.named);
+        let _ = encode_eof(&mut out);
         out
     }
 }

@@ -18,7 +18,10 @@ fn start(name: &str, functions: &str) -> Fixture {
     require_root();
     let dir = tempfile::tempdir().unwrap();
     let subtree = format!("synapse-test-{name}-{}", std::process::id());
-    let agent = Agent::start(dir.path(), free_ports(1), &subtree, functions);
+    // These tests pin the pool's mechanics under each function's own keep-alive and
+    // min_warm; the forecast policies have tests of their own (live_policy.rs).
+    let config = format!("{functions}[policy]\nname = \"fixed-keepalive\"\n");
+    let agent = Agent::start(dir.path(), free_ports(1), &subtree, &config);
     Fixture {
         agent,
         _dir: dir,

@@ -8,11 +8,13 @@ use serde::Deserialize;
 
 mod function;
 mod learning;
+mod policy;
 #[cfg(test)]
 mod shipped_file;
 
 pub use function::{ElementType, FunctionKind, FunctionSpec, TensorInput, TensorOutput, Transform};
 pub use learning::LearningConfig;
+pub use policy::{PolicyChoice, PolicySection};
 
 /// Everything `synapse-agent run` needs.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -34,6 +36,8 @@ pub struct AgentConfig {
     pub learning: LearningConfig,
     /// Cross-tier placement (used with a `[link]`).
     pub placement: crate::placement::PlacementConfig,
+    /// The warm-pool policy of every function.
+    pub policy: PolicySection,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -116,12 +120,15 @@ pub struct GatewayConfig {
     /// Address of the invocation gateway (`POST /v1/functions/{name}/invoke`).
     /// Default `127.0.0.1:8080`.
     pub listen: SocketAddr,
+    /// Threads serving the gateway; 0 means one per CPU. Default 0.
+    pub threads: usize,
 }
 
 impl Default for GatewayConfig {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            threads: 0,
         }
     }
 }
@@ -323,6 +330,7 @@ impl AgentConfig {
                 return Err((field("memory_mb"), "must be at least 1".into()));
             }
         }
+        self.policy.validate()?;
         for w in &self.watch {
             if !w.cgroup.is_absolute() {
                 return Err((

@@ -42,6 +42,14 @@ fn shown_keys(text: &str) -> BTreeMap<String, BTreeSet<String>> {
                 .unwrap_or_default()
                 .to_string();
             shown.entry(header.clone()).or_default();
+            // `[a.b.c]` implies the tables `[a.b]` and `[a]`, which are checked too.
+            if !header.starts_with("[[") {
+                let mut parent = header.trim_matches(['[', ']']);
+                while let Some((p, _)) = parent.rsplit_once('.') {
+                    shown.entry(format!("[{p}]")).or_default();
+                    parent = p;
+                }
+            }
         } else if let Some((key, _)) = line.split_once(" = ")
             && !key.is_empty()
             && key
@@ -96,7 +104,10 @@ fn the_shipped_file_shows_every_key_the_agent_accepts() {
         let nested: BTreeSet<String> = shown
             .keys()
             .filter_map(|h| h.strip_prefix(&format!("{}.", header.trim_end_matches(']'))))
-            .map(|rest| rest.trim_end_matches(']').to_string())
+            .map(|rest| rest.trim_end_matches(']'))
+            // Only the direct children: `[a.b.c]` is a key of `[a.b]`, not of `[a]`.
+            .filter(|rest| !rest.contains('.'))
+            .map(String::from)
             .collect();
         let keys: BTreeSet<String> = keys.union(&nested).cloned().collect();
         assert_eq!(keys, accepted_keys(&probe), "keys of {header}");

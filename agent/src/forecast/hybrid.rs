@@ -3,13 +3,11 @@
 //! component's recent error on this very function (the better a component has lately been for
 //! this function, the more it counts).
 
-use std::sync::Arc;
-
 use serde::{Deserialize, Serialize};
 
 use super::{
     Arima, ForecastConfig, Forecaster, HoltWinters, IdleTimeHistogram, MinuteCount, MlpForecaster,
-    MlpModel,
+    ModelSource,
 };
 
 /// Settings of the hybrid.
@@ -59,7 +57,7 @@ pub struct Hybrid {
 
 impl Hybrid {
     /// A hybrid of every forecaster with the configured weights.
-    pub fn from_config(config: &ForecastConfig, model: &Arc<MlpModel>) -> Self {
+    pub fn from_config(config: &ForecastConfig, model: &ModelSource) -> Self {
         let h = &config.hybrid;
         let parts: Vec<(Box<dyn Forecaster>, f64)> = vec![
             (

@@ -19,7 +19,7 @@ pub use error::{ForecastAccuracy, ForecastErrorTracker};
 pub use histogram::{HistogramConfig, IdleTimeHistogram};
 pub use holt_winters::{HoltWinters, HoltWintersConfig};
 pub use hybrid::{Hybrid, HybridConfig};
-pub use neural::{MlpForecaster, MlpModel};
+pub use neural::{MlpForecaster, MlpModel, ModelSource};
 
 /// One completed minute of a function's demand.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -103,7 +103,7 @@ pub struct ForecastConfig {
 pub fn build(
     kind: ForecasterKind,
     config: &ForecastConfig,
-    model: &std::sync::Arc<MlpModel>,
+    model: &neural::ModelSource,
 ) -> Box<dyn Forecaster> {
     match kind {
         ForecasterKind::Histogram => Box::new(IdleTimeHistogram::new(config.histogram.clone())),

@@ -1,13 +1,25 @@
 //! Sends one invocation to one instance over a fresh HTTP/1.1 connection (one connection per
 //! invocation, so the kernel's accept count is the invocation count) and reads its whole
 //! answer, so that a crash in the middle is seen as a failure of that instance.
+//!
+//! The instance is a local process the agent started, and this exchange is on every
+//! invocation's path, so it is done directly: the request is written out in one piece
+//! (request line, headers, `Connection: close`, `Content-Length`, body) and the answer's head
+//! parsed with httparse — hyper's own parser — without a client connection object per
+//! invocation. The answer's body is framed by `Transfer-Encoding: chunked` (decoded here),
+//! `Content-Length`, or the end of the connection; interim `1xx` answers are skipped.
 
 use std::{net::SocketAddr, time::Duration};
 
-use axum::http::{HeaderMap, HeaderValue, Method, Request, Response, header};
-use bytes::Bytes;
-use http_body_util::{BodyExt as _, Full};
-use hyper_util::rt::TokioIo;
+use bytes::{Buf as _, Bytes, BytesMut};
+use hyper::{
+    HeaderMap, Method, Response, StatusCode,
+    header::{self, HeaderName, HeaderValue},
+};
+use tokio::{
+    io::{AsyncReadExt as _, AsyncWriteExt as _},
+    net::TcpStream,
+};
 
 /// Why an instance did not answer.
 #[derive(Debug, thiserror::Error)]
@@ -19,6 +31,10 @@ pub enum ForwardError {
     Broken(String),
     #[error("the instance took longer than the invocation timeout ({0:?})")]
     Timeout(Duration),
+}
+
+fn broken(why: impl std::fmt::Display) -> ForwardError {
+    ForwardError::Broken(why.to_string())
 }
 
 /// Headers that belong to one hop and are not passed on.
@@ -34,58 +50,258 @@ const HOP_BY_HOP: &[header::HeaderName] = &[
     header::CONTENT_LENGTH,
 ];
 
-pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    for h in HOP_BY_HOP {
-        headers.remove(h);
-    }
-    headers.remove("keep-alive");
+/// Largest answer head read, bytes; and most headers in it.
+const MAX_HEAD: usize = 64 * 1024;
+const MAX_HEADERS: usize = 100;
+/// Bodies up to this size go out in the same write as the head.
+const COALESCE: usize = 16 * 1024;
+
+/// Whether `name` belongs to one hop only.
+fn hop_by_hop(name: &HeaderName) -> bool {
+    HOP_BY_HOP.contains(name) || name.as_str() == "keep-alive"
 }
 
+/// Forwards one invocation to `/` of the instance at `addr`, with the client's `query`.
 pub async fn forward(
     addr: SocketAddr,
-    method: Method,
-    path_and_query: &str,
-    mut headers: HeaderMap,
-    body: Bytes,
+    method: &Method,
+    query: Option<&str>,
+    headers: &HeaderMap,
+    body: &Bytes,
+    timeout: Duration,
+) -> Result<Response<Bytes>, ForwardError> {
+    forward_to(addr, method, "/", query, headers, body, timeout).await
+}
+
+/// Forwards one request to `path` (absolute, without a query) and `query` at `addr`: an
+/// instance, or another agent's gateway for cross-tier forwarding.
+pub async fn forward_to(
+    addr: SocketAddr,
+    method: &Method,
+    path: &str,
+    query: Option<&str>,
+    headers: &HeaderMap,
+    body: &Bytes,
     timeout: Duration,
 ) -> Result<Response<Bytes>, ForwardError> {
     let exchange = async {
-        let stream = tokio::net::TcpStream::connect(addr)
+        let mut stream = TcpStream::connect(addr)
             .await
             .map_err(ForwardError::Connect)?;
-        let _ = stream.set_nodelay(true);
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| ForwardError::Broken(e.to_string()))?;
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
-        strip_hop_by_hop(&mut headers);
-        let mut request = Request::builder()
-            .method(method)
-            .uri(path_and_query)
-            .body(Full::new(body))
-            .map_err(|e| ForwardError::Broken(e.to_string()))?;
-        *request.headers_mut() = headers;
-        let h = request.headers_mut();
-        h.insert(
-            header::HOST,
-            HeaderValue::from_str(&addr.to_string()).expect("an address is a valid header"),
-        );
-        h.insert(header::CONNECTION, HeaderValue::from_static("close"));
-        let response = sender
-            .send_request(request)
-            .await
-            .map_err(|e| ForwardError::Broken(e.to_string()))?;
-        let (parts, body) = response.into_parts();
-        let bytes = body
-            .collect()
-            .await
-            .map_err(|e| ForwardError::Broken(e.to_string()))?
-            .to_bytes();
-        Ok(Response::from_parts(parts, bytes))
+        let mut out = request_head(addr, method, path, query, headers, body.len());
+        if body.len() <= COALESCE {
+            // One write and then only reads: Nagle's algorithm never holds anything back.
+            out.extend_from_slice(body);
+            stream.write_all(&out).await.map_err(broken)?;
+        } else {
+            let _ = stream.set_nodelay(true);
+            stream.write_all(&out).await.map_err(broken)?;
+            stream.write_all(body).await.map_err(broken)?;
+        }
+        let mut reader = Reader {
+            stream,
+            buf: BytesMut::with_capacity(4096),
+        };
+        reader.answer(method == Method::HEAD).await
     };
     tokio::time::timeout(timeout, exchange)
         .await
         .unwrap_or(Err(ForwardError::Timeout(timeout)))
 }
+
+/// The request line and headers, ending with the blank line.
+fn request_head(
+    addr: SocketAddr,
+    method: &Method,
+    path: &str,
+    query: Option<&str>,
+    headers: &HeaderMap,
+    body_len: usize,
+) -> Vec<u8> {
+    use std::io::Write as _;
+    let mut out = Vec::with_capacity(256 + 64 * headers.len() + body_len.min(COALESCE));
+    out.extend_from_slice(method.as_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(path.as_bytes());
+    if let Some(q) = query {
+        out.push(b'?');
+        out.extend_from_slice(q.as_bytes());
+    }
+    // Writing into a Vec cannot fail.
+    let _ = write!(out, " HTTP/1.1\r\nhost: {addr}\r\n");
+    for (name, value) in headers.iter().filter(|(n, _)| !hop_by_hop(n)) {
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    let _ = write!(
+        out,
+        "connection: close\r\ncontent-length: {body_len}\r\n\r\n"
+    );
+    out
+}
+
+/// How an answer's body is delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    Chunked,
+    Length(usize),
+    UntilClose,
+}
+
+/// The answer as it comes off the connection.
+struct Reader {
+    stream: TcpStream,
+    buf: BytesMut,
+}
+
+impl Reader {
+    /// Reads more; `false` at the end of the connection.
+    async fn fill(&mut self) -> Result<bool, ForwardError> {
+        if self.buf.capacity() - self.buf.len() < 1024 {
+            self.buf.reserve(8192);
+        }
+        let n = self.stream.read_buf(&mut self.buf).await.map_err(broken)?;
+        Ok(n > 0)
+    }
+
+    /// The answer, with its end-to-end headers only.
+    async fn answer(&mut self, head_request: bool) -> Result<Response<Bytes>, ForwardError> {
+        loop {
+            let (status, headers, framing) = self.head().await?;
+            if status.is_informational() {
+                if status == StatusCode::SWITCHING_PROTOCOLS {
+                    return Err(broken("the instance switched protocols"));
+                }
+                continue; // 100 Continue and the like: the answer follows
+            }
+            let no_body = head_request
+                || status == StatusCode::NO_CONTENT
+                || status == StatusCode::NOT_MODIFIED;
+            let body = match framing {
+                _ if no_body => Bytes::new(),
+                Framing::Chunked => self.chunked().await?,
+                Framing::Length(n) => self.exactly(n).await?,
+                Framing::UntilClose => {
+                    while self.fill().await? {}
+                    self.buf.split().freeze()
+                }
+            };
+            let mut response = Response::new(body);
+            *response.status_mut() = status;
+            *response.headers_mut() = headers;
+            return Ok(response);
+        }
+    }
+
+    /// The status, the end-to-end headers and the framing of the body.
+    async fn head(&mut self) -> Result<(StatusCode, HeaderMap, Framing), ForwardError> {
+        loop {
+            let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+            let mut parsed = httparse::Response::new(&mut slots);
+            match parsed.parse(&self.buf).map_err(broken)? {
+                httparse::Status::Complete(len) => {
+                    let status = parsed
+                        .code
+                        .and_then(|c| StatusCode::from_u16(c).ok())
+                        .ok_or_else(|| broken("no valid status code"))?;
+                    let mut headers = HeaderMap::with_capacity(parsed.headers.len() + 3);
+                    let mut framing = Framing::UntilClose;
+                    let mut coded = false;
+                    for h in parsed.headers.iter() {
+                        let name = HeaderName::from_bytes(h.name.as_bytes()).map_err(broken)?;
+                        if name == header::TRANSFER_ENCODING {
+                            // A transfer coding overrides any length; the last one decides,
+                            // and a body not chunked last runs to the end of the connection.
+                            coded = true;
+                            let last = h.value.rsplit(|&b| b == b',').next().unwrap_or_default();
+                            framing = if last.trim_ascii().eq_ignore_ascii_case(b"chunked") {
+                                Framing::Chunked
+                            } else {
+                                Framing::UntilClose
+                            };
+                        } else if name == header::CONTENT_LENGTH && !coded {
+                            let n = std::str::from_utf8(h.value)
+                                .ok()
+                                .and_then(|v| v.trim().parse::<usize>().ok())
+                                .ok_or_else(|| broken("invalid Content-Length"))?;
+                            if matches!(framing, Framing::Length(m) if m != n) {
+                                return Err(broken("conflicting Content-Length headers"));
+                            }
+                            framing = Framing::Length(n);
+                        }
+                        if !hop_by_hop(&name) {
+                            headers.append(name, HeaderValue::from_bytes(h.value).map_err(broken)?);
+                        }
+                    }
+                    self.buf.advance(len);
+                    return Ok((status, headers, framing));
+                }
+                httparse::Status::Partial if self.buf.len() >= MAX_HEAD => {
+                    return Err(broken("the answer's head is over 64 KiB"));
+                }
+                httparse::Status::Partial => {
+                    if !self.fill().await? {
+                        return Err(broken("the connection ended before the answer's head"));
+                    }
+                }
+            }
+        }
+    }
+
+    async fn exactly(&mut self, n: usize) -> Result<Bytes, ForwardError> {
+        while self.buf.len() < n {
+            if !self.fill().await? {
+                return Err(broken(format!(
+                    "the connection ended {} bytes into a body of {n}",
+                    self.buf.len()
+                )));
+            }
+        }
+        Ok(self.buf.split_to(n).freeze())
+    }
+
+    /// One line without its CRLF.
+    async fn line(&mut self) -> Result<Bytes, ForwardError> {
+        loop {
+            if let Some(i) = self.buf.windows(2).position(|w| w == b"\r\n") {
+                let line = self.buf.split_to(i).freeze();
+                self.buf.advance(2);
+                return Ok(line);
+            }
+            if self.buf.len() >= MAX_HEAD {
+                return Err(broken("a chunk line is over 64 KiB"));
+            }
+            if !self.fill().await? {
+                return Err(broken("the connection ended inside a chunked body"));
+            }
+        }
+    }
+
+    async fn chunked(&mut self) -> Result<Bytes, ForwardError> {
+        let mut body = BytesMut::new();
+        loop {
+            let line = self.line().await?;
+            let size = std::str::from_utf8(&line)
+                .ok()
+                .and_then(|l| l.split(';').next())
+                .and_then(|s| usize::from_str_radix(s.trim(), 16).ok())
+                .ok_or_else(|| broken("invalid chunk size"))?;
+            if size == 0 {
+                // Trailers, if any, end with an empty line; they are not passed on.
+                while !self.line().await?.is_empty() {}
+                return Ok(body.freeze());
+            }
+            let data = self.exactly(size).await?;
+            body.extend_from_slice(&data);
+            if !self.line().await?.is_empty() {
+                return Err(broken("a chunk is longer than its size"));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "forward_tests.rs"]
+mod tests;

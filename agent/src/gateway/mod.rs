@@ -1,289 +1,223 @@
 //! The invocation gateway: `POST /v1/functions/{name}/invoke` passes the body and headers to
 //! an instance of the function and returns its answer, with headers telling whether the
-//! invocation was warm or cold, which instance served it and how long it queued.
+//! invocation was warm or cold, which instance served it and how long it queued;
+//! `GET /v1/functions` lists the pools.
 //!
 //! Answers of its own: 404 for an unknown function, 413 for a body over the function's
 //! `max_request_bytes`, 503 with `Retry-After` when the queue is full or no instance became
 //! ready in time, 502 when the instance failed (the invocation of an instance that refused it
 //! or died holding it is retried once on another instance first), 504 past the invocation
 //! timeout.
+//!
+//! It sits on every invocation's path, so it is lean: its own threads (`server.rs`), hyper's
+//! HTTP/1.1 server without a router in between, metric series resolved once per function
+//! (`series.rs`) and invocation records handed to the telemetry loop in batches
+//! (`records.rs`).
 
 pub mod forward;
+mod invoke;
+mod records;
 pub mod remote;
+mod series;
+mod server;
 
 use std::{
-    net::SocketAddr,
+    collections::HashMap,
+    net::{SocketAddr, TcpListener as StdListener},
     sync::Arc,
-    time::{Duration, Instant},
+    thread::JoinHandle,
+    time::Duration,
 };
 
 use anyhow::{Context as _, Result};
-use axum::{
-    Json, Router,
-    body::Body,
-    extract::{Path, State},
-    http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header},
-    response::{IntoResponse, Response},
-    routing::{get, post},
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::{
+    Method, Request, Response, StatusCode,
+    body::Incoming,
+    header::{self, HeaderValue},
 };
 use tokio::sync::{mpsc, watch};
 use tracing::info;
 
-use self::forward::{ForwardError, forward};
+use self::{records::RecordSink, series::FunctionSeries};
 use crate::{
-    metrics::{CodeLabel, Metrics, StartLabel},
-    runtime::{FunctionRuntime, InvocationRecord, LeaseError, Runtime},
+    metrics::Metrics,
+    runtime::{InvocationRecord, Runtime},
 };
 
+/// A function behind the gateway: the metric series of its invocations. Its runtime is looked
+/// up for every invocation, since a rollout may have swapped in a new version.
+#[derive(Clone)]
+struct Served {
+    series: FunctionSeries,
+}
+
+/// What a gateway thread serves with. Every thread has its own copy (the functions and metric
+/// series in it are shared), so the reference counts it takes per request stay on its core.
 #[derive(Clone)]
 struct Gateway {
     runtime: Runtime,
-    metrics: Arc<Metrics>,
-    records: mpsc::Sender<InvocationRecord>,
+    /// Every function, and where each name is in it.
+    served: Vec<Served>,
+    by_name: HashMap<String, usize>,
+    records: RecordSink,
     /// Cross-tier forwarding of functions placement keeps warm elsewhere.
     remote: Option<Arc<remote::Remote>>,
 }
 
-fn error(status: StatusCode, message: String) -> Response {
-    (status, Json(serde_json::json!({ "error": message }))).into_response()
+type Answer = Response<Full<Bytes>>;
+
+fn json(status: StatusCode, value: &serde_json::Value) -> Answer {
+    let mut r = Response::new(Full::new(Bytes::from(value.to_string())));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+fn error(status: StatusCode, message: String) -> Answer {
+    json(status, &serde_json::json!({ "error": message }))
+}
+
+fn method_not_allowed(allow: &'static str) -> Answer {
+    let mut r = error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("this path takes {allow} only"),
+    );
+    r.headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static(allow));
+    r
 }
 
 impl Gateway {
-    fn answer(&self, f: &FunctionRuntime, response: Response) -> Response {
-        let l = CodeLabel {
-            function: f.spec.name.clone(),
-            code: response.status().as_u16().to_string(),
-        };
-        self.metrics.gateway_responses.get_or_create(&l).inc();
-        response
-    }
-
-    fn record(
-        &self,
-        f: &FunctionRuntime,
-        cold: bool,
-        queue: Duration,
-        latency: Duration,
-        ok: bool,
-    ) {
-        let name = f.spec.name.clone();
-        let start = if cold { "cold" } else { "warm" };
-        let l = Metrics::label(&name);
-        self.metrics
-            .invocations
-            .get_or_create(&StartLabel {
-                function: name,
-                start: start.into(),
-            })
-            .inc();
-        self.metrics
-            .invocation_seconds
-            .get_or_create(&l)
-            .observe(latency.as_secs_f64());
-        self.metrics
-            .queue_seconds
-            .get_or_create(&l)
-            .observe(queue.as_secs_f64());
-        let record = InvocationRecord {
-            function_id: f.id,
-            cold,
-            queue_s: queue.as_secs_f64(),
-            latency_s: latency.as_secs_f64(),
-            ok,
-        };
-        if self.records.try_send(record).is_err() {
-            self.metrics.invocation_records_dropped.inc();
+    async fn handle(&self, request: Request<Incoming>) -> Answer {
+        let path = request.uri().path();
+        if let Some(name) = path
+            .strip_prefix("/v1/functions/")
+            .and_then(|rest| rest.strip_suffix("/invoke"))
+        {
+            if request.method() != Method::POST {
+                return method_not_allowed("POST");
+            }
+            let name = name.to_string();
+            return self.invoke(&name, request).await;
         }
-    }
-}
-
-async fn invoke(
-    State(gw): State<Gateway>,
-    Path(name): Path<String>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
-    let arrived = Instant::now();
-    let Some(f) = gw.runtime.function(&name) else {
-        return error(
-            StatusCode::NOT_FOUND,
-            format!("no function named `{name}` on this agent"),
-        );
-    };
-    let limit = f.spec.max_request_bytes;
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    let too_large = || {
+        if path == "/v1/functions" {
+            if request.method() != Method::GET {
+                return method_not_allowed("GET");
+            }
+            return self.list();
+        }
         error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("function {name}: the request body is over max_request_bytes ({limit} bytes)"),
+            StatusCode::NOT_FOUND,
+            format!("no such path: {path} (POST /v1/functions/NAME/invoke, GET /v1/functions)"),
         )
-    };
-    if declared.is_some_and(|n| n > limit) {
-        return gw.answer(&f, too_large());
     }
-    let Ok(body) = axum::body::to_bytes(body, limit).await else {
-        return gw.answer(&f, too_large());
-    };
-    if let Some(remote) = &gw.remote
-        && let Some(answer) = remote
-            .invoke(
-                &name,
-                &method,
-                &uri,
-                &headers,
-                &body,
-                f.spec.invocation_timeout,
-            )
-            .await
-    {
-        return gw.answer(&f, answer);
-    }
-    let path = uri
-        .query()
-        .map_or_else(|| "/".to_string(), |q| format!("/?{q}"));
-    let mut retried = false;
-    loop {
-        let lease = match f.lease(arrived).await {
-            Ok(lease) => lease,
-            Err(e) => {
-                let retry_after = match &e {
-                    LeaseError::QueueFull { .. } => 1,
-                    _ => f.spec.queue_timeout.as_secs().max(1),
-                };
-                let mut r = error(StatusCode::SERVICE_UNAVAILABLE, e.to_string());
-                r.headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
-                return gw.answer(&f, r);
-            }
-        };
-        let queued = arrived.elapsed();
-        let started = Instant::now();
-        let result = forward(
-            lease.addr,
-            method.clone(),
-            &path,
-            headers.clone(),
-            body.clone(),
-            f.spec.invocation_timeout,
-        )
-        .await;
-        f.release(&lease, started.elapsed());
-        match result {
-            Ok(response) => {
-                gw.record(
-                    &f,
-                    lease.cold,
-                    queued,
-                    arrived.elapsed(),
-                    response.status().is_success(),
-                );
-                let (mut parts, bytes) = response.into_parts();
-                forward::strip_hop_by_hop(&mut parts.headers);
-                let h = &mut parts.headers;
-                h.insert(
-                    "x-synapse-start",
-                    HeaderValue::from_static(if lease.cold { "cold" } else { "warm" }),
-                );
-                if let Ok(v) = HeaderValue::from_str(&lease.instance) {
-                    h.insert("x-synapse-instance", v);
-                }
-                h.insert(
-                    "x-synapse-queue-ms",
-                    HeaderValue::from(queued.as_millis() as u64),
-                );
-                return gw.answer(&f, Response::from_parts(parts, Body::from(bytes)));
-            }
-            Err(e @ (ForwardError::Connect(_) | ForwardError::Broken(_))) if !retried => {
-                // The instance refused the invocation or died holding it: once, on another.
-                info!(function = %name, instance = %lease.instance, "instance failed the invocation ({e}); retrying once on another");
-                f.retire(lease.seq);
-                retried = true;
-            }
-            Err(e) => {
-                gw.record(&f, lease.cold, queued, arrived.elapsed(), false);
-                let status = match e {
-                    ForwardError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
-                    _ => {
-                        f.retire(lease.seq);
-                        StatusCode::BAD_GATEWAY
-                    }
-                };
-                let message = format!("function {name}: instance {} failed: {e}", lease.instance);
-                return gw.answer(&f, error(status, message));
-            }
-        }
-    }
-}
 
-async fn list(State(gw): State<Gateway>) -> Response {
-    let functions: Vec<serde_json::Value> = gw
-        .runtime
-        .functions()
-        .map(|f| {
-            let instances: Vec<serde_json::Value> = f
-                .snapshot()
-                .into_iter()
-                .map(|(name, state, addr, in_flight)| {
-                    serde_json::json!({
-                        "name": name,
-                        "state": format!("{state:?}").to_lowercase(),
-                        "addr": addr.map(|a| a.to_string()),
-                        "in_flight": in_flight,
+    fn list(&self) -> Answer {
+        let functions: Vec<serde_json::Value> = self
+            .runtime
+            .functions()
+            .map(|f| {
+                let instances: Vec<serde_json::Value> = f
+                    .snapshot()
+                    .into_iter()
+                    .map(|(name, state, addr, in_flight)| {
+                        serde_json::json!({
+                            "name": name,
+                            "state": format!("{state:?}").to_lowercase(),
+                            "addr": addr.map(|a| a.to_string()),
+                            "in_flight": in_flight,
+                        })
                     })
-                })
-                .collect();
-            serde_json::json!({ "name": f.spec.name, "version": f.spec.version, "instances": instances })
-        })
-        .collect();
-    Json(functions).into_response()
+                    .collect();
+                serde_json::json!({ "name": f.spec.name, "version": f.spec.version, "instances": instances })
+            })
+            .collect();
+        json(StatusCode::OK, &serde_json::Value::Array(functions))
+    }
 }
 
 /// Binds the gateway's address, so that the agent listens before it tells systemd it is ready.
-pub async fn bind(listen: SocketAddr) -> Result<tokio::net::TcpListener> {
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .with_context(|| format!("binding the gateway on {listen} (gateway.listen)"))?;
-    info!(%listen, "gateway listening");
-    Ok(listener)
+pub fn bind(listen: SocketAddr) -> Result<StdListener> {
+    server::bind(listen)
+        .with_context(|| format!("binding the gateway on {listen} (gateway.listen)"))
 }
 
-/// Serves the gateway on a listener from [`bind`] until `shutdown` turns true.
+/// Serves the gateway on `listen` with `threads` threads (0: one per CPU) until `shutdown`
+/// turns true.
 pub async fn serve(
-    listener: tokio::net::TcpListener,
+    listen: SocketAddr,
+    threads: usize,
     runtime: Runtime,
     metrics: Arc<Metrics>,
     records: mpsc::Sender<InvocationRecord>,
     shutdown: watch::Receiver<bool>,
 ) -> Result<()> {
-    serve_with_remote(listener, runtime, metrics, records, None, shutdown).await
+    let listener = bind(listen)?;
+    serve_with_remote(listener, threads, runtime, metrics, records, None, shutdown).await
 }
 
-/// Serves the gateway on a listener from [`bind`], forwarding as `remote` routes, until
-/// `shutdown` turns true.
+/// Serves the gateway on a listener from [`bind`] with `threads` threads (0: one per CPU),
+/// forwarding as `remote` routes, until `shutdown` turns true.
 pub async fn serve_with_remote(
-    listener: tokio::net::TcpListener,
+    listener: StdListener,
+    threads: usize,
     runtime: Runtime,
     metrics: Arc<Metrics>,
     records: mpsc::Sender<InvocationRecord>,
     remote: Option<Arc<remote::Remote>>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<()> {
-    let app = Router::new()
-        .route("/v1/functions/{name}/invoke", post(invoke))
-        .route("/v1/functions", get(list))
-        .with_state(Gateway {
-            runtime,
-            metrics,
-            records,
-            remote,
-        });
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move { crate::shutdown::stopped(&mut shutdown).await })
-        .await
-        .context("gateway")
+    // Rollouts swap versions but never add or remove functions: the set of names is fixed.
+    let names: Vec<String> = runtime.functions().map(|f| f.spec.name.clone()).collect();
+    let served: Vec<Served> = names
+        .iter()
+        .map(|name| Served {
+            series: FunctionSeries::new(name, metrics.clone()),
+        })
+        .collect();
+    let by_name = names.into_iter().enumerate().map(|(i, n)| (n, i)).collect();
+    let gateway = Arc::new(Gateway {
+        runtime,
+        served,
+        by_name,
+        records: RecordSink {
+            telemetry: records,
+            dropped: metrics.invocation_records_dropped.clone(),
+        },
+        remote,
+    });
+    let threads = if threads == 0 {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    } else {
+        threads
+    };
+    let listen = listener
+        .local_addr()
+        .context("the gateway's listening socket")?;
+    let workers = server::start(&listener, threads, gateway, shutdown.clone())
+        .with_context(|| format!("starting the gateway on {listen} (gateway.listen)"))?;
+    drop(listener);
+    info!(%listen, threads, "gateway listening");
+    crate::shutdown::stopped(&mut shutdown).await;
+    // The threads finish the invocations in flight and hand their last notes on. Every thread
+    // is joined (no short cut at the first that panicked).
+    let panicked = tokio::task::spawn_blocking(move || {
+        workers
+            .into_iter()
+            .map(JoinHandle::join)
+            .filter(Result::is_err)
+            .count()
+    })
+    .await
+    .unwrap_or(1);
+    anyhow::ensure!(panicked == 0, "{panicked} gateway threads panicked");
+    Ok(())
 }
+
+/// How long a client may take to send a request's headers.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);

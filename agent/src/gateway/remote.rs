@@ -18,12 +18,12 @@ use std::{
     time::Duration,
 };
 
-use axum::{
-    body::Body,
-    http::{HeaderMap, HeaderValue, Method, StatusCode, Uri},
-    response::Response,
-};
 use bytes::Bytes;
+use http_body_util::Full;
+use hyper::{
+    HeaderMap, Method, Response, StatusCode, Uri,
+    header::{HeaderName, HeaderValue},
+};
 
 use super::forward::{self, ForwardError};
 
@@ -127,7 +127,7 @@ impl Remote {
         headers: &HeaderMap,
         body: &Bytes,
         timeout: Duration,
-    ) -> Option<Response> {
+    ) -> Option<Response<Full<Bytes>>> {
         if headers.contains_key(FORWARDED_BY) {
             return None;
         }
@@ -141,18 +141,16 @@ impl Remote {
         let addr = resolve(&target.gateway).await?;
         let mut headers = headers.clone();
         if let Ok(v) = HeaderValue::from_str(&self.agent) {
-            headers.insert(FORWARDED_BY, v);
+            headers.insert(HeaderName::from_static(FORWARDED_BY), v);
         }
-        let path = match uri.query() {
-            Some(q) => format!("/v1/functions/{function}/invoke?{q}"),
-            None => format!("/v1/functions/{function}/invoke"),
-        };
-        let answer = forward::forward(
+        let path = format!("/v1/functions/{function}/invoke");
+        let answer = forward::forward_to(
             addr,
-            method.clone(),
+            method,
             &path,
-            headers,
-            body.clone(),
+            uri.query(),
+            &headers,
+            body,
             timeout + CONNECT_TIMEOUT,
         )
         .await;
@@ -179,11 +177,12 @@ impl Remote {
             c.fetch_add(1, Ordering::Relaxed);
         }
         let (mut parts, bytes) = response.into_parts();
-        forward::strip_hop_by_hop(&mut parts.headers);
         if let Ok(v) = HeaderValue::from_str(&target.agent) {
-            parts.headers.insert(FORWARDED_TO, v);
+            parts
+                .headers
+                .insert(HeaderName::from_static(FORWARDED_TO), v);
         }
-        Some(Response::from_parts(parts, Body::from(bytes)))
+        Some(Response::from_parts(parts, Full::new(bytes)))
     }
 }
 

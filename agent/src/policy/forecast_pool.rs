@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use crate::forecast::{self, ForecastConfig, Forecaster, MlpModel};
+use crate::forecast::{self, ForecastConfig, Forecaster, ModelSource};
 
 use super::keep_alive::{FleetPrior, IdleGaps, WarmWindow, best_window};
 use super::pool_size::pool_for_load;
@@ -32,7 +32,7 @@ impl ForecastPool {
     pub fn new(
         config: ForecastPoolConfig,
         forecast: &ForecastConfig,
-        model: &Arc<MlpModel>,
+        model: &ModelSource,
         prior: Option<Arc<FleetPrior>>,
     ) -> Self {
         let forecaster = forecast::build(config.forecaster, forecast, model);
@@ -146,15 +146,19 @@ impl PoolPolicy for ForecastPool {
         self.prior = Some(prior);
         self.window = None;
     }
+
+    fn forecaster(&self) -> Option<&dyn Forecaster> {
+        Some(self.forecaster.as_ref())
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::forecast::{ForecasterKind, MinuteCount};
+    use crate::forecast::{ForecasterKind, MinuteCount, MlpModel};
 
     fn policy(kind: ForecasterKind) -> ForecastPool {
-        let model = Arc::new(MlpModel::zeroed());
+        let model = ModelSource::from(Arc::new(MlpModel::zeroed()));
         let config = ForecastPoolConfig {
             forecaster: kind,
             ..ForecastPoolConfig::default()

@@ -8,14 +8,17 @@
 
 mod config;
 mod fixed;
+mod fleet;
 mod forecast_pool;
 mod hybrid_histogram;
 mod keep_alive;
+pub mod live;
 mod pool_size;
 mod spec;
 
 pub use config::{ForecastPoolConfig, HybridHistogramConfig, KeepAliveConfig, PolicyConfig};
 pub use fixed::FixedKeepAlive;
+pub use fleet::{FleetPriorBuilder, PRIOR_REFRESH_INTERVALS};
 pub use forecast_pool::ForecastPool;
 pub use hybrid_histogram::HybridHistogram;
 pub use keep_alive::{FleetPrior, IdleGaps, WarmWindow, best_window};
@@ -24,7 +27,7 @@ pub use spec::{PolicySpec, SpecError};
 
 use std::sync::Arc;
 
-use crate::forecast::MinuteCount;
+use crate::forecast::{Forecaster, MinuteCount};
 
 /// What was measured for one function over one completed interval (a minute).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -63,4 +66,9 @@ pub trait PoolPolicy: Send {
     }
     /// Idle times of the whole fleet, for policies that blend them into their own.
     fn set_fleet_prior(&mut self, _prior: Arc<FleetPrior>) {}
+    /// The demand forecaster the policy sizes its pool by, if it has one (the live agent
+    /// exports its forecast and error).
+    fn forecaster(&self) -> Option<&dyn Forecaster> {
+        None
+    }
 }

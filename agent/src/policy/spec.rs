@@ -2,9 +2,7 @@
 //! `forecast`, `forecast(cost_threshold=300)`, `forecast(forecaster=arima)` — and the policies
 //! they build.
 
-use std::sync::Arc;
-
-use crate::forecast::{ForecasterKind, MlpModel};
+use crate::forecast::{ForecasterKind, ModelSource};
 
 use super::{FixedKeepAlive, ForecastPool, HybridHistogram, PolicyConfig, PoolPolicy};
 
@@ -90,7 +88,7 @@ impl PolicySpec {
     }
 
     /// A fresh policy for one function.
-    pub fn build(&self, config: &PolicyConfig, model: &Arc<MlpModel>) -> Box<dyn PoolPolicy> {
+    pub fn build(&self, config: &PolicyConfig, model: &ModelSource) -> Box<dyn PoolPolicy> {
         match self {
             Self::FixedKeepAlive { ttl_s } => Box::new(FixedKeepAlive::new(*ttl_s)),
             Self::HybridHistogram => {

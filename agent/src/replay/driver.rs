@@ -3,27 +3,26 @@
 //! arrivals are placed uniformly at random inside it (seeded per function, so every policy
 //! faces the very same arrivals), and the completed minute is then fed to the policy.
 
-use std::sync::Arc;
-
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use crate::forecast::{MinuteCount, MlpModel};
+use crate::forecast::{MinuteCount, ModelSource};
 use crate::policy::{
-    FleetPrior, IdleGaps, IntervalObservation, PolicyConfig, PolicySpec, PoolPolicy,
+    FleetPriorBuilder, IntervalObservation, PRIOR_REFRESH_INTERVALS, PolicyConfig, PolicySpec,
+    PoolPolicy,
 };
 use crate::trace::Trace;
 
 use super::sim::{FunctionSim, WindowTally};
 
 /// Minutes between refreshes of the fleet prior (the idle times of every function).
-pub const PRIOR_REFRESH_MINUTES: usize = 5;
+pub const PRIOR_REFRESH_MINUTES: usize = PRIOR_REFRESH_INTERVALS;
 
 /// Everything one run needs besides the policy.
 pub struct RunSetup<'a> {
     pub trace: &'a Trace,
     pub config: &'a PolicyConfig,
-    pub model: &'a Arc<MlpModel>,
+    pub model: &'a ModelSource,
     /// Load time of a new instance, seconds (1 s in `EVALUATION.md`).
     pub load_s: f64,
 }
@@ -104,27 +103,15 @@ pub fn replay(setup: &RunSetup<'_>, spec: &PolicySpec, seed: u64) -> RunTallies 
     }
 }
 
-/// Gives every policy the fleet's idle times — the mean of each function's own distribution
-/// (every function counts once, however busy it is) — and its mean active minutes.
+/// Gives every policy the fleet's idle times (see [`FleetPriorBuilder`]).
 fn share_fleet_prior(policies: &mut [Box<dyn PoolPolicy>]) {
-    let mut gaps = IdleGaps::default();
-    let (mut active, mut seen) = (0.0, 0usize);
+    let mut builder = FleetPriorBuilder::default();
     for g in policies.iter().filter_map(|p| p.idle_gaps()) {
-        if let Some(share) = g.with_open_idle_time() {
-            gaps.add_scaled(&share, 1.0);
-        }
-        if g.active_minutes > 0.0 {
-            active += g.active_minutes + g.same_minute;
-            seen += 1;
-        }
+        builder.add(g);
     }
-    if seen == 0 {
+    let Some(prior) = builder.build() else {
         return;
-    }
-    let prior = Arc::new(FleetPrior {
-        gaps,
-        mean_active_minutes: active / seen as f64,
-    });
+    };
     for p in policies.iter_mut() {
         p.set_fleet_prior(prior.clone());
     }

@@ -94,10 +94,10 @@ pub const LOAD_TIME_S: f64 = 1.0;
 pub fn run(args: ReplayArgs) -> Result<()> {
     let trace = load_trace(&args.trace, args.memory_mb)?;
     let config = load_config(args.files.config.as_deref())?;
-    let model = Arc::new(load_model(
+    let model = crate::forecast::ModelSource::from(Arc::new(load_model(
         args.files.model.as_deref(),
         args.files.save_model.as_deref(),
-    )?);
+    )?));
     let specs = policy_specs(&args.policies, &args.sweep)?;
     let mut seeds = args.seeds.clone();
     seeds.dedup();

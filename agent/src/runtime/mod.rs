@@ -2,11 +2,15 @@
 //! its own cgroup registered with the eBPF filter; the gateway (`crate::gateway`) leases
 //! instances from here for every invocation.
 //!
-//! A manager task per function ticks every second: it asks the function's [`Planner`] for a
-//! pool plan, scales its target by this host's [`PlacementShare`], starts instances up to the target (pre-warming ahead of demand), retires idle
-//! ones past their keep-alive, and accounts idle memory × time.
+//! A manager task per function (`manager.rs`) ticks every second: it asks the function's
+//! [`Planner`] for a pool plan, scales its target by this host's [`PlacementShare`], starts
+//! instances up to the target and pre-warms ahead of demand, retires idle ones past their
+//! keep-alive, and accounts idle memory × time. Planners that learn are fed every closed
+//! telemetry interval (`feed.rs`).
 
+mod feed;
 pub mod instance;
+mod manager;
 pub mod onnx;
 pub mod placement;
 pub mod planner;
@@ -19,17 +23,17 @@ use std::{
     collections::BTreeMap,
     net::SocketAddr,
     sync::{
-        Arc, Mutex,
+        Arc, Mutex, OnceLock,
         atomic::{AtomicU64, Ordering},
     },
     time::{Duration, Instant},
 };
 
+use prometheus_client::metrics::gauge::Gauge;
 use tokio::{
-    sync::{mpsc, oneshot, watch},
+    sync::{Notify, mpsc, oneshot, watch},
     task::JoinHandle,
 };
-use tracing::warn;
 
 use self::{
     instance::End,
@@ -49,7 +53,6 @@ use crate::{
 pub const DEFAULT_ACCOUNTED_MB: u64 = 128;
 /// Instance failures in a row after which queued requests are answered at once.
 const FAILURES_BEFORE_GIVING_UP: u32 = 3;
-const TICK: Duration = Duration::from_secs(1);
 
 /// One invocation as the gateway saw it; the telemetry collector stores it.
 #[derive(Debug, Clone, PartialEq)]
@@ -95,12 +98,6 @@ fn why(f: &Option<String>) -> String {
         .unwrap_or_default()
 }
 
-struct Minute {
-    started: Instant,
-    invocations: u64,
-    busy_s: f64,
-}
-
 pub struct FunctionRuntime {
     pub spec: FunctionSpec,
     pub id: u32,
@@ -108,9 +105,11 @@ pub struct FunctionRuntime {
     pool: Mutex<Pool>,
     planner: Mutex<Box<dyn Planner>>,
     placement: PlacementShare,
+    /// Wakes the manager when the planner has a new plan.
+    replanned: Notify,
+    queue_depth: OnceLock<Gauge>,
     next_seq: AtomicU64,
     failures_in_row: AtomicU64,
-    minute: Mutex<Minute>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
     started: Instant,
     /// Replaced by a newer version: it starts nothing, retires its idle instances at once
@@ -123,6 +122,7 @@ impl FunctionRuntime {
         let plan = FixedPlan(PoolPlan {
             target: spec.min_warm,
             keep_alive: spec.keep_alive,
+            prewarm: None,
         });
         Self::with_planner(spec, id, env, Box::new(plan))
     }
@@ -141,13 +141,10 @@ impl FunctionRuntime {
             )),
             planner: Mutex::new(planner),
             placement: PlacementShare::default(),
+            replanned: Notify::new(),
+            queue_depth: OnceLock::new(),
             next_seq: AtomicU64::new(0),
             failures_in_row: AtomicU64::new(0),
-            minute: Mutex::new(Minute {
-                started: Instant::now(),
-                invocations: 0,
-                busy_s: 0.0,
-            }),
             tasks: Mutex::new(Vec::new()),
             started: Instant::now(),
             retired: std::sync::atomic::AtomicBool::new(false),
@@ -163,8 +160,23 @@ impl FunctionRuntime {
         self.placement.clone()
     }
 
+    fn planner(&self) -> std::sync::MutexGuard<'_, Box<dyn Planner>> {
+        self.planner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     fn pool(&self) -> std::sync::MutexGuard<'_, Pool> {
         self.pool.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// `synapse_queue_depth` of the function, looked up once (it changes on every release).
+    fn queue_depth(&self) -> &Gauge {
+        self.queue_depth.get_or_init(|| {
+            self.env
+                .metrics
+                .queue_depth
+                .get_or_create(&self.label())
+                .clone()
+        })
     }
 
     fn label(&self) -> crate::metrics::FunctionLabel {
@@ -193,13 +205,23 @@ impl FunctionRuntime {
 
     /// Starts one more instance when the pool may grow.
     fn start_instance(self: &Arc<Self>, pool: &mut Pool) -> bool {
+        self.start_instance_anchored(pool, None)
+    }
+
+    /// Starts one more instance when the pool may grow; a pre-warm brings the `anchor` its
+    /// keep-alive is counted from.
+    fn start_instance_anchored(self: &Arc<Self>, pool: &mut Pool, anchor: Option<Instant>) -> bool {
         if !pool.can_grow() || *self.env.shutdown.borrow() {
             return false;
         }
         let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
         let name = format!("i{seq}");
         let (retire_tx, retire_rx) = oneshot::channel();
-        pool.add_starting(seq, name.clone(), retire_tx, Instant::now());
+        let now = Instant::now();
+        match anchor {
+            Some(anchor) => pool.add_prewarming(seq, name.clone(), retire_tx, now, anchor),
+            None => pool.add_starting(seq, name.clone(), retire_tx, now),
+        }
         let task = tokio::spawn(instance::run(
             self.clone(),
             seq,
@@ -255,6 +277,7 @@ impl FunctionRuntime {
     pub async fn lease(self: &Arc<Self>, arrived: Instant) -> Result<Lease, LeaseError> {
         let rx = {
             let mut pool = self.pool();
+            pool.cancel_prewarms();
             if let Some(lease) = pool.try_lease(arrived) {
                 return Ok(lease);
             }
@@ -272,11 +295,7 @@ impl FunctionRuntime {
             if pool.needs_instance() {
                 self.start_instance(&mut pool);
             }
-            self.env
-                .metrics
-                .queue_depth
-                .get_or_create(&self.label())
-                .set(pool.queue_depth() as i64);
+            self.queue_depth().set(pool.queue_depth() as i64);
             rx
         };
         let waited = self.spec.queue_timeout;
@@ -294,19 +313,11 @@ impl FunctionRuntime {
         }
     }
 
-    /// The invocation on `lease` ended after `busy`.
-    pub fn release(&self, lease: &Lease, busy: Duration) {
+    /// The invocation on `lease` ended.
+    pub fn release(&self, lease: &Lease) {
         let mut pool = self.pool();
         pool.release(lease.seq, Instant::now());
-        self.env
-            .metrics
-            .queue_depth
-            .get_or_create(&self.label())
-            .set(pool.queue_depth() as i64);
-        drop(pool);
-        let mut m = self.minute.lock().unwrap_or_else(|p| p.into_inner());
-        m.invocations += 1;
-        m.busy_s += busy.as_secs_f64();
+        self.queue_depth().set(pool.queue_depth() as i64);
     }
 
     /// The instance failed an invocation (connection refused or reset): no more work for it.
@@ -325,98 +336,6 @@ impl FunctionRuntime {
     fn accounted_mb(&self) -> f64 {
         self.spec.memory_mb.unwrap_or(DEFAULT_ACCOUNTED_MB) as f64
     }
-
-    /// The pool manager: runs until the agent stops, then waits for every instance to end.
-    pub async fn manage(self: Arc<Self>) {
-        let mut shutdown = self.env.shutdown.clone();
-        let mut tick = tokio::time::interval(TICK);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut last = Instant::now();
-        loop {
-            tokio::select! {
-                _ = tick.tick() => {}
-                _ = crate::shutdown::stopped(&mut shutdown) => break,
-            }
-            let now = Instant::now();
-            self.tick(now, now.duration_since(last));
-            last = now;
-            if self.is_retired() && self.pool().alive() == 0 {
-                break;
-            }
-        }
-        let tasks: Vec<JoinHandle<()>> =
-            std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|p| p.into_inner()));
-        for t in tasks {
-            if let Err(e) = t.await {
-                warn!(function = %self.spec.name, "instance task failed: {e}");
-            }
-        }
-    }
-
-    fn tick(self: &Arc<Self>, now: Instant, dt: Duration) {
-        let now_s = now.duration_since(self.started).as_secs_f64();
-        {
-            let mut m = self.minute.lock().unwrap_or_else(|p| p.into_inner());
-            if now.duration_since(m.started) >= Duration::from_secs(60) {
-                let mean = if m.invocations > 0 {
-                    m.busy_s / m.invocations as f64
-                } else {
-                    0.0
-                };
-                let mut planner = self.planner.lock().unwrap_or_else(|p| p.into_inner());
-                planner.observe_minute(m.invocations, mean, self.accounted_mb());
-                *m = Minute {
-                    started: now,
-                    invocations: 0,
-                    busy_s: 0.0,
-                };
-            }
-        }
-        let plan = self
-            .planner
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .plan(now_s);
-        let (target, keep_alive) = if self.is_retired() {
-            (0, Duration::ZERO)
-        } else {
-            let keep_alive = plan
-                .keep_alive
-                .clamp(self.spec.keep_alive_min, self.spec.keep_alive_max);
-            (
-                held_target(plan.target, &self.spec, &self.placement),
-                keep_alive,
-            )
-        };
-        let mut pool = self.pool();
-        while pool.alive() < target && self.start_instance(&mut pool) {}
-        for seq in pool.expired(keep_alive, target, now) {
-            pool.retire(seq);
-        }
-        let l = self.label();
-        let m = &self.env.metrics;
-        m.idle_memory_mb_seconds
-            .get_or_create(&l)
-            .inc_by(pool.idle_ready() as f64 * self.accounted_mb() * dt.as_secs_f64());
-        m.warm_instances.get_or_create(&l).set(pool.ready() as i64);
-        m.pool_target.get_or_create(&l).set(target as i64);
-        m.queue_depth
-            .get_or_create(&l)
-            .set(pool.queue_depth() as i64);
-    }
-}
-
-/// Instances the pool holds for a planner's `target`: scaled by this host's placement share,
-/// then clamped to `min_warm..=max_instances` — except at share 0, where the host keeps
-/// nothing warm and `min_warm` is not enforced.
-fn held_target(target: u32, spec: &FunctionSpec, share: &PlacementShare) -> u32 {
-    if !share.keeps_warm() {
-        return 0;
-    }
-    share
-        .scale(target)
-        .max(spec.min_warm)
-        .min(spec.max_instances)
 }
 
 /// Every function's runtime, by name. The map is shared by every clone and swappable: a new
@@ -427,15 +346,34 @@ pub struct Runtime {
 }
 
 impl Runtime {
+    /// Every function with the fixed plan of its own bounds (`min_warm`, `keep_alive`).
     pub fn new(specs: &[FunctionSpec], env: Arc<RuntimeEnv>) -> Self {
+        Self::with_planners(specs, env, |spec| {
+            Box::new(FixedPlan(PoolPlan {
+                target: spec.min_warm,
+                keep_alive: spec.keep_alive,
+                prewarm: None,
+            }))
+        })
+    }
+
+    /// Every function with the planner `planner` makes for it (function ids in `specs` order).
+    pub fn with_planners(
+        specs: &[FunctionSpec],
+        env: Arc<RuntimeEnv>,
+        planner: impl Fn(&FunctionSpec) -> Box<dyn Planner>,
+    ) -> Self {
         let functions = specs
             .iter()
             .enumerate()
             .map(|(id, spec)| {
-                (
-                    spec.name.clone(),
-                    FunctionRuntime::new(spec.clone(), id as u32, env.clone()),
-                )
+                let f = FunctionRuntime::with_planner(
+                    spec.clone(),
+                    id as u32,
+                    env.clone(),
+                    planner(spec),
+                );
+                (spec.name.clone(), f)
             })
             .collect();
         Self {
@@ -461,6 +399,8 @@ impl Runtime {
     pub fn prepare(&self, spec: FunctionSpec) -> Option<Arc<FunctionRuntime>> {
         let current = self.function(&spec.name)?;
         let next = FunctionRuntime::new(spec, current.id, current.env.clone());
+        // The host's placement share is the function's, whatever its version.
+        let _ = next.placement.set(current.placement.get());
         // Far past the current numbers: the current runtime keeps starting instances while
         // the next one warms up.
         next.next_seq.store(
@@ -471,53 +411,26 @@ impl Runtime {
     }
 
     /// Makes `next` its function's runtime for every new invocation, and retires the one it
-    /// replaces: invocations already on it finish, then its instances stop.
+    /// replaces: invocations already on it finish, then its instances stop. The planner goes
+    /// with the function: what the pool policy learned of its demand holds for any version.
     pub fn swap(&self, next: Arc<FunctionRuntime>) -> Option<Arc<FunctionRuntime>> {
         let old = self
             .functions
             .write()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(next.spec.name.clone(), next);
+            .insert(next.spec.name.clone(), next.clone());
         if let Some(old) = &old {
             old.retired.store(true, Ordering::Relaxed);
+            let retired_plan: Box<dyn Planner> = Box::new(FixedPlan(PoolPlan {
+                target: 0,
+                keep_alive: Duration::ZERO,
+                prewarm: None,
+            }));
+            let planner = std::mem::replace(&mut *old.planner(), retired_plan);
+            *next.planner() = planner;
+            next.replanned.notify_one();
+            let _ = next.placement.set(old.placement.get());
         }
         old
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn spec(min_warm: u32, max_instances: u32) -> FunctionSpec {
-        let text = format!(
-            "[[functions]]\nname = \"f\"\ncommand = \"/bin/true\"\nmin_warm = {min_warm}\nmax_instances = {max_instances}\n"
-        );
-        crate::config::AgentConfig::parse(&text, "t.toml")
-            .expect("valid")
-            .functions
-            .remove(0)
-    }
-
-    #[test]
-    fn the_placement_share_scales_the_planners_target_within_the_bounds() {
-        let share = PlacementShare::default();
-        assert_eq!(held_target(6, &spec(0, 8), &share), 6);
-        assert_eq!(held_target(12, &spec(0, 8), &share), 8);
-        share.set(0.5).unwrap();
-        assert_eq!(held_target(5, &spec(0, 8), &share), 3);
-        assert_eq!(held_target(1, &spec(0, 8), &share), 1);
-        assert_eq!(
-            held_target(0, &spec(2, 8), &share),
-            2,
-            "min_warm still holds"
-        );
-    }
-
-    #[test]
-    fn share_zero_keeps_nothing_warm_not_even_min_warm() {
-        let share = PlacementShare::default();
-        share.set(0.0).unwrap();
-        assert_eq!(held_target(6, &spec(2, 8), &share), 0);
     }
 }

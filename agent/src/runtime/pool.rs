@@ -6,6 +6,12 @@
 //! (so surplus instances age out); otherwise it waits in a bounded queue, and a new instance is
 //! started when the instances already starting cannot absorb the queue. A request served by
 //! an instance that became ready after the request arrived is a cold start.
+//!
+//! Keep-alive is counted from an instance's anchor: the end of its last invocation, else when
+//! it became ready — or, for a pre-warmed instance, the end of the invocation of the instance
+//! it replaces. Pre-warm (when the plan has one): an idle instance beyond the target whose
+//! invocation ended less than the pre-warm delay ago is released, and a new one is started
+//! that delay after the end, unless an invocation arrives first (as in the replay's pool).
 
 use std::{
     collections::{BTreeMap, VecDeque},
@@ -42,6 +48,12 @@ pub struct Slot {
     pub ready_at: Option<Instant>,
     /// Since when the instance has had no invocation in flight.
     pub idle_since: Instant,
+    /// Keep-alive is counted from here (see the module comment).
+    pub anchor: Instant,
+    /// The anchor is the end of an invocation of this instance.
+    anchored_by_invocation: bool,
+    /// A pre-warmed instance: its anchor came with it.
+    prewarmed: bool,
     /// Fires to ask the instance task to stop the instance.
     pub retire: Option<oneshot::Sender<()>>,
 }
@@ -50,6 +62,14 @@ pub struct Slot {
 struct Waiter {
     arrived: Instant,
     reply: oneshot::Sender<Lease>,
+}
+
+/// A pre-warm waiting for its time: a new instance starts at `start_at`, and its keep-alive
+/// is counted from `anchor` (the end of the invocation of the instance it replaces).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PendingPrewarm {
+    pub start_at: Instant,
+    pub anchor: Instant,
 }
 
 /// Why a request was not queued.
@@ -63,6 +83,7 @@ pub struct Pool {
     queue_limit: usize,
     slots: BTreeMap<u64, Slot>,
     waiters: VecDeque<Waiter>,
+    prewarms: Vec<PendingPrewarm>,
     /// Why the latest instance failed, for error messages.
     pub last_failure: Option<String>,
 }
@@ -75,6 +96,7 @@ impl Pool {
             queue_limit,
             slots: BTreeMap::new(),
             waiters: VecDeque::new(),
+            prewarms: Vec::new(),
             last_failure: None,
         }
     }
@@ -121,9 +143,28 @@ impl Pool {
                 in_flight: 0,
                 ready_at: None,
                 idle_since: now,
+                anchor: now,
+                anchored_by_invocation: false,
+                prewarmed: false,
                 retire: Some(retire),
             },
         );
+    }
+
+    /// Records a pre-warmed instance being started; its keep-alive runs from `anchor`.
+    pub fn add_prewarming(
+        &mut self,
+        seq: u64,
+        name: String,
+        retire: oneshot::Sender<()>,
+        now: Instant,
+        anchor: Instant,
+    ) {
+        self.add_starting(seq, name, retire, now);
+        if let Some(slot) = self.slots.get_mut(&seq) {
+            slot.anchor = anchor;
+            slot.prewarmed = true;
+        }
     }
 
     /// Whether another instance may be started.
@@ -200,6 +241,9 @@ impl Pool {
             slot.addr = Some(addr);
             slot.ready_at = Some(now);
             slot.idle_since = now;
+            if !slot.prewarmed {
+                slot.anchor = now;
+            }
         }
         self.dispatch();
     }
@@ -210,6 +254,8 @@ impl Pool {
             slot.in_flight = slot.in_flight.saturating_sub(1);
             if slot.in_flight == 0 {
                 slot.idle_since = now;
+                slot.anchor = now;
+                slot.anchored_by_invocation = true;
             }
         }
         self.dispatch();
@@ -237,7 +283,51 @@ impl Pool {
         slot
     }
 
-    /// Idle ready instances past `keep_alive`, beyond the `keep` instances the pool holds.
+    /// An invocation arrived: pre-warms not started yet are not needed any more.
+    pub fn cancel_prewarms(&mut self) {
+        self.prewarms.clear();
+    }
+
+    /// Releases idle instances beyond the `keep` the pool holds whose invocation ended less
+    /// than `prewarm` ago, each replaced by a pre-warm `prewarm` after that end.
+    pub fn release_for_prewarm(&mut self, prewarm: Duration, keep: u32, now: Instant) {
+        let mut idle: Vec<(u64, Instant)> = self
+            .slots
+            .iter()
+            .filter(|(_, s)| {
+                s.state == SlotState::Ready
+                    && s.in_flight == 0
+                    && s.anchored_by_invocation
+                    && now.duration_since(s.anchor) < prewarm
+            })
+            .map(|(&seq, s)| (seq, s.anchor))
+            .collect();
+        // The least recently used go first, as at expiry.
+        idle.sort_by_key(|&(_, anchor)| anchor);
+        let surplus = self.alive().saturating_sub(keep) as usize;
+        for (seq, anchor) in idle.into_iter().take(surplus) {
+            let Some(start_at) = anchor.checked_add(prewarm) else {
+                continue; // beyond any clock: no pre-warm, the keep-alive rules alone
+            };
+            self.retire(seq);
+            self.prewarms.push(PendingPrewarm { start_at, anchor });
+        }
+    }
+
+    /// Pre-warms whose time has come, taken out of the pending list.
+    pub fn due_prewarms(&mut self, now: Instant) -> Vec<PendingPrewarm> {
+        let (due, later) = self.prewarms.iter().partition(|p| p.start_at <= now);
+        self.prewarms = later;
+        due
+    }
+
+    /// Pre-warms waiting for their time.
+    pub fn pending_prewarms(&self) -> usize {
+        self.prewarms.len()
+    }
+
+    /// Idle ready instances past `keep_alive` (counted from their anchor), beyond the `keep`
+    /// instances the pool holds.
     pub fn expired(&self, keep_alive: Duration, keep: u32, now: Instant) -> Vec<u64> {
         let mut idle: Vec<(&u64, &Slot)> = self
             .slots
@@ -248,7 +338,7 @@ impl Pool {
         idle.sort_by_key(|(_, s)| s.idle_since);
         let surplus = self.alive().saturating_sub(keep) as usize;
         idle.into_iter()
-            .filter(|(_, s)| now.duration_since(s.idle_since) >= keep_alive)
+            .filter(|(_, s)| now.saturating_duration_since(s.anchor) >= keep_alive)
             .take(surplus)
             .map(|(&seq, _)| seq)
             .collect()
@@ -264,81 +354,5 @@ impl Pool {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn addr(p: u16) -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, 1], p))
-    }
-
-    fn pool_with_ready(n: u64, concurrency: u32, now: Instant) -> Pool {
-        let mut p = Pool::new(concurrency, 4, 2);
-        for seq in 0..n {
-            let (tx, _rx) = oneshot::channel();
-            p.add_starting(seq, format!("i{seq}"), tx, now);
-            p.mark_ready(seq, addr(9000 + seq as u16), now);
-        }
-        p
-    }
-
-    #[test]
-    fn a_queued_request_is_cold_when_its_instance_became_ready_later() {
-        let t0 = Instant::now();
-        let mut p = Pool::new(1, 4, 8);
-        let mut rx = p.enqueue(t0).unwrap();
-        assert!(p.needs_instance());
-        let (tx, _retire) = oneshot::channel();
-        p.add_starting(1, "i1".into(), tx, t0);
-        assert!(!p.needs_instance());
-        p.mark_ready(1, addr(9001), t0 + Duration::from_millis(300));
-        let lease = rx.try_recv().unwrap();
-        assert!(lease.cold);
-        p.release(lease.seq, t0 + Duration::from_millis(400));
-        let warm = p.try_lease(t0 + Duration::from_millis(500)).unwrap();
-        assert!(!warm.cold);
-    }
-
-    #[test]
-    fn the_most_recently_idle_instance_is_taken_first() {
-        let t0 = Instant::now();
-        let mut p = pool_with_ready(2, 1, t0);
-        let a = p.try_lease(t0).unwrap();
-        let b = p.try_lease(t0).unwrap();
-        p.release(b.seq, t0 + Duration::from_secs(1));
-        p.release(a.seq, t0 + Duration::from_secs(2));
-        assert_eq!(p.try_lease(t0 + Duration::from_secs(3)).unwrap().seq, a.seq);
-    }
-
-    #[test]
-    fn concurrency_bounds_the_invocations_per_instance_and_the_queue_is_bounded() {
-        let t0 = Instant::now();
-        let mut p = pool_with_ready(1, 2, t0);
-        assert!(p.try_lease(t0).is_some());
-        assert!(p.try_lease(t0).is_some());
-        assert!(p.try_lease(t0).is_none());
-        let _w1 = p.enqueue(t0).unwrap();
-        let _w2 = p.enqueue(t0).unwrap();
-        assert_eq!(p.enqueue(t0).unwrap_err(), QueueFull);
-    }
-
-    #[test]
-    fn idle_instances_expire_only_beyond_the_pool_target() {
-        let t0 = Instant::now();
-        let p = pool_with_ready(3, 1, t0);
-        let later = t0 + Duration::from_secs(61);
-        assert_eq!(p.expired(Duration::from_secs(60), 1, later).len(), 2);
-        assert!(p.expired(Duration::from_secs(120), 0, later).is_empty());
-    }
-
-    #[test]
-    fn a_waiter_that_gave_up_does_not_hold_a_slot() {
-        let t0 = Instant::now();
-        let mut p = Pool::new(1, 4, 8);
-        drop(p.enqueue(t0).unwrap());
-        let (tx, _r) = oneshot::channel();
-        p.add_starting(0, "i0".into(), tx, t0);
-        p.mark_ready(0, addr(9000), t0);
-        assert_eq!(p.queue_depth(), 0);
-        assert!(p.try_lease(t0).is_some());
-    }
-}
+#[path = "pool_tests.rs"]
+mod tests;

@@ -41,6 +41,8 @@ pub struct Collector {
     pub readiness: Readiness,
     /// Invocations served by the gateway.
     pub records: mpsc::Receiver<InvocationRecord>,
+    /// Closed intervals also go here (the pool planners), when set.
+    pub closed: Option<mpsc::Sender<Vec<FunctionInterval>>>,
     /// Function ids from here on are watched cgroups: their accepted connections are their
     /// invocations (no gateway sees them).
     pub first_watched_id: u32,
@@ -78,7 +80,10 @@ impl Collector {
             next_close_ms: next_boundary(now, interval_ms),
             lost_seen: self.probes.lost_events().unwrap_or(0),
         };
-        let mut tick = tokio::time::interval(TICK);
+        // Ticks just after whole seconds, so an interval of whole seconds closes right at its
+        // end and the pool planners learn of it at once.
+        let to_next_second = Duration::from_millis(1005 - now.rem_euclid(1000) as u64);
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + to_next_second, TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
@@ -285,6 +290,11 @@ impl Collector {
         }
         if self.print {
             print_table(clocks.interval_start_ms, length, &intervals);
+        }
+        if let Some(closed) = &self.closed
+            && closed.try_send(intervals.clone()).is_err()
+        {
+            warn!("the pool planners lag behind; an interval was not fed to them");
         }
         if let Some(sink) = &self.sink
             && sink

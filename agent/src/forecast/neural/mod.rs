@@ -25,19 +25,43 @@ pub fn default_model() -> Result<(MlpModel, Vec<u8>), onnx::OnnxError> {
     Ok((onnx::decode(&bytes)?, bytes))
 }
 
+/// The weights a forecaster reads: fixed (the replay, an agent that does not learn), or the
+/// agent's model in service, so that every forecast after a swap takes the new version.
+#[derive(Debug, Clone)]
+pub enum ModelSource {
+    Fixed(Arc<MlpModel>),
+    Served(ModelHandle),
+}
+
+impl ModelSource {
+    /// The weights for one forecast.
+    pub fn current(&self) -> Arc<MlpModel> {
+        match self {
+            Self::Fixed(model) => model.clone(),
+            Self::Served(handle) => handle.current().mlp.clone(),
+        }
+    }
+}
+
+impl From<Arc<MlpModel>> for ModelSource {
+    fn from(model: Arc<MlpModel>) -> Self {
+        Self::Fixed(model)
+    }
+}
+
 /// One function's view of the shared model: the last hour of its counts.
 #[derive(Debug, Clone)]
 pub struct MlpForecaster {
-    model: Arc<MlpModel>,
+    model: ModelSource,
     recent: VecDeque<f64>,
     next_minute_of_day: u32,
 }
 
 impl MlpForecaster {
     /// A forecaster over the shared `model` that has seen nothing yet.
-    pub fn new(model: Arc<MlpModel>) -> Self {
+    pub fn new(model: impl Into<ModelSource>) -> Self {
         Self {
-            model,
+            model: model.into(),
             recent: VecDeque::with_capacity(60),
             next_minute_of_day: 0,
         }
@@ -65,6 +89,6 @@ impl Forecaster for MlpForecaster {
     }
 
     fn forecast_next(&self) -> f64 {
-        mlp::to_count(self.model.forward(&self.features()))
+        mlp::to_count(self.model.current().forward(&self.features()))
     }
 }

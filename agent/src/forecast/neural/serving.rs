@@ -95,8 +95,10 @@ impl ModelHandle {
 
     /// The model the agent ships with (pretrained on synthetic demand), as version 0.
     pub fn factory() -> Result<Self, LoadError> {
-        let (_, bytes) = super::default_model()?;
-        Ok(Self::new(ServingModel::load(0, &bytes)?))
+        Ok(Self::new(ServingModel::load(
+            0,
+            crate::policy::live::BUILT_IN_MODEL,
+        )?))
     }
 
     /// The model in service now; hold it for the length of one forecast.

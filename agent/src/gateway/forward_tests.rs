@@ -1,0 +1,226 @@
+//! Tests of the exchange with an instance, against a scripted instance on loopback: what is
+//! sent, and every framing of an answer.
+
+use super::*;
+
+/// An instance that reads one request and writes `answer` in pieces; returns the address and
+/// a receiver of the request it read.
+async fn instance(
+    answer: Vec<&'static [u8]>,
+) -> (SocketAddr, tokio::sync::oneshot::Receiver<String>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let (mut s, _) = listener.accept().await.unwrap();
+        let mut request = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = s.read(&mut buf).await.unwrap();
+            request.extend_from_slice(&buf[..n]);
+            let text = String::from_utf8_lossy(&request);
+            if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                let len: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length: "))
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0);
+                if body.len() >= len {
+                    break;
+                }
+            }
+            if n == 0 {
+                break;
+            }
+        }
+        let _ = tx.send(String::from_utf8_lossy(&request).into_owned());
+        for piece in answer {
+            s.write_all(piece).await.unwrap();
+            s.flush().await.unwrap();
+            tokio::task::yield_now().await;
+        }
+    });
+    (addr, rx)
+}
+
+async fn call(
+    answer: Vec<&'static [u8]>,
+    method: Method,
+) -> (Result<Response<Bytes>, ForwardError>, String) {
+    let (addr, request) = instance(answer).await;
+    let mut headers = HeaderMap::new();
+    headers.insert("x-trace", HeaderValue::from_static("abc"));
+    headers.insert(header::CONNECTION, HeaderValue::from_static("keep-alive"));
+    headers.insert(header::HOST, HeaderValue::from_static("gateway"));
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from_static("999"));
+    let body = Bytes::from_static(b"hello");
+    let result = forward(
+        addr,
+        &method,
+        Some("q=1"),
+        &headers,
+        &body,
+        Duration::from_secs(5),
+    )
+    .await;
+    (result, request.await.unwrap_or_default())
+}
+
+#[tokio::test]
+async fn the_request_carries_the_end_to_end_headers_and_its_own_framing() {
+    let (result, request) = call(
+        vec![b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"],
+        Method::POST,
+    )
+    .await;
+    assert_eq!(result.unwrap().into_body(), Bytes::from_static(b"ok"));
+    let (head, body) = request.split_once("\r\n\r\n").unwrap();
+    let lines: Vec<&str> = head.lines().collect();
+    assert_eq!(lines[0], "POST /?q=1 HTTP/1.1");
+    assert!(lines.contains(&"x-trace: abc"), "{head}");
+    assert!(lines.contains(&"connection: close"), "{head}");
+    assert!(lines.contains(&"content-length: 5"), "{head}");
+    assert!(
+        lines.iter().any(|l| l.starts_with("host: 127.0.0.1:")),
+        "{head}"
+    );
+    assert!(!head.contains("keep-alive") && !head.contains("999") && !head.contains("gateway"));
+    assert_eq!(body, "hello");
+}
+
+#[tokio::test]
+async fn a_chunked_answer_is_decoded_across_reads() {
+    let (result, _) = call(
+        vec![
+            b"HTTP/1.1 201 Created\r\ntransfer-encoding: chunked\r\nx-a: 1\r\n\r\n",
+            b"5;ext=1\r\nhel",
+            b"lo\r\n6\r\n world\r\n0\r\n",
+            b"x-trailer: t\r\n\r\n",
+        ],
+        Method::POST,
+    )
+    .await;
+    let r = result.unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    assert_eq!(r.headers()["x-a"], "1");
+    assert!(
+        !r.headers().contains_key(header::TRANSFER_ENCODING),
+        "framing is the gateway's own on the way back"
+    );
+    assert_eq!(r.into_body(), Bytes::from_static(b"hello world"));
+}
+
+#[tokio::test]
+async fn hop_by_hop_headers_of_the_answer_are_not_passed_on() {
+    let (result, _) = call(
+        vec![b"HTTP/1.1 200 OK\r\nconnection: close\r\nkeep-alive: timeout=5\r\nx-b: 2\r\ncontent-length: 1\r\n\r\nk"],
+        Method::POST,
+    )
+    .await;
+    let r = result.unwrap();
+    let names: Vec<&str> = r.headers().keys().map(|k| k.as_str()).collect();
+    assert_eq!(names, ["x-b"]);
+}
+
+#[tokio::test]
+async fn a_transfer_coding_overrides_the_length() {
+    let (result, _) = call(
+        vec![b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"],
+        Method::POST,
+    )
+    .await;
+    assert_eq!(result.unwrap().into_body(), Bytes::from_static(b"abc"));
+}
+
+#[tokio::test]
+async fn an_answer_without_length_runs_to_the_end_of_the_connection() {
+    let (result, _) = call(vec![b"HTTP/1.1 200 OK\r\n\r\nall ", b"of it"], Method::POST).await;
+    assert_eq!(
+        result.unwrap().into_body(),
+        Bytes::from_static(b"all of it")
+    );
+}
+
+#[tokio::test]
+async fn an_interim_answer_is_skipped() {
+    let (result, _) = call(
+        vec![
+            b"HTTP/1.1 100 Continue\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\nyes",
+        ],
+        Method::POST,
+    )
+    .await;
+    assert_eq!(result.unwrap().into_body(), Bytes::from_static(b"yes"));
+}
+
+#[tokio::test]
+async fn a_head_answer_has_no_body_whatever_its_length_says() {
+    let (result, _) = call(
+        vec![b"HTTP/1.1 200 OK\r\ncontent-length: 42\r\n\r\n"],
+        Method::HEAD,
+    )
+    .await;
+    assert!(result.unwrap().into_body().is_empty());
+}
+
+#[tokio::test]
+async fn a_cut_or_garbled_answer_is_a_broken_exchange() {
+    for answer in [
+        &b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nshort"[..],
+        b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n",
+        b"HTTP/1.1 200 OK\r\ncontent-length: ten\r\n\r\n",
+        b"SMTP ready\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\ncontent-",
+        b"HTTP/1.1 200 OK\r\ncontent-length: 1\r\ncontent-length: 2\r\n\r\nab",
+    ] {
+        let (result, _) = call(vec![answer], Method::POST).await;
+        assert!(
+            matches!(result, Err(ForwardError::Broken(_))),
+            "{:?}: {result:?}",
+            String::from_utf8_lossy(answer)
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_refused_connection_is_safe_to_retry_elsewhere() {
+    let addr = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let result = forward(
+        addr,
+        &Method::POST,
+        None,
+        &HeaderMap::new(),
+        &Bytes::new(),
+        Duration::from_secs(5),
+    )
+    .await;
+    assert!(
+        matches!(result, Err(ForwardError::Connect(_))),
+        "{result:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_silent_instance_runs_into_the_timeout() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let hold = tokio::spawn(async move { listener.accept().await });
+    let result = forward(
+        addr,
+        &Method::POST,
+        None,
+        &HeaderMap::new(),
+        &Bytes::new(),
+        Duration::from_millis(200),
+    )
+    .await;
+    assert!(
+        matches!(result, Err(ForwardError::Timeout(_))),
+        "{result:?}"
+    );
+    hold.abort();
+}
