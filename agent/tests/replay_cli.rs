@@ -55,6 +55,8 @@ fn args(dir: &Path, seeds: Vec<u64>, json: &Path) -> ReplayArgs {
         }),
         window: Window::Whole,
         memory_mb: 128.0,
+        functions: None,
+        minutes: None,
     }
 }
 
@@ -151,4 +153,43 @@ fn a_bad_trace_is_refused_with_its_file_and_line() {
     let err = replay::run(args(dir.path(), vec![1], &dir.path().join("x.json"))).unwrap_err();
     let text = format!("{err:#}");
     assert!(text.contains("invocations.csv:2:"), "{text}");
+}
+
+#[test]
+fn a_part_of_the_functions_and_of_the_minutes_is_replayed_as_a_trace_of_its_own() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_trace(dir.path());
+    let trace = replay::load_trace(dir.path(), 128.0).expect("loads");
+    let halves = [trace.clone().part(0, 2), trace.clone().part(1, 2)];
+    let names: Vec<Vec<&str>> = halves
+        .iter()
+        .map(|t| t.functions.iter().map(|f| f.function.as_str()).collect())
+        .collect();
+    assert_eq!(
+        names,
+        [vec!["t", "h"], vec!["q"]],
+        "disjoint, every other function"
+    );
+
+    let later = trace.clone().minutes_range(60, 120);
+    assert_eq!((later.minutes, later.first_minute), (60, 540));
+    assert_eq!(
+        later.functions[0].counts,
+        trace.functions[0].counts[60..120]
+    );
+
+    let json = dir.path().join("part.json");
+    let mut a = args(dir.path(), vec![1], &json);
+    a.functions = Some(replay::FunctionPart::EveryNth { index: 1, of: 2 });
+    a.minutes = Some((0, 120));
+    replay::run(a).expect("replays the part");
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).expect("json")).expect("json");
+    assert!(
+        doc["trace"]
+            .as_str()
+            .is_some_and(|t| t.contains("functions 1/2") && t.contains("minutes 0..120")),
+        "{}",
+        doc["trace"]
+    );
 }

@@ -65,6 +65,78 @@ pub struct ReplayArgs {
     /// Memory per instance for traces that carry none (the 2021 layout), MB.
     #[arg(long, default_value_t = 128.0)]
     pub memory_mb: f64,
+    /// Only part of the functions: `K/N`, every N-th function from the K-th (0-based), so that
+    /// `0/2` and `1/2` are disjoint halves of the trace; or `A..B`, the functions at positions
+    /// A..B of the file (end excluded).
+    #[arg(long, value_parser = parse_functions)]
+    pub functions: Option<FunctionPart>,
+    /// Only minutes `A..B` of the trace (0-based, end excluded), replayed as a trace of their
+    /// own: policies start with nothing learned at minute A.
+    #[arg(long, value_parser = parse_range)]
+    pub minutes: Option<(usize, usize)>,
+}
+
+/// Which functions of a trace are replayed (`--functions`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FunctionPart {
+    /// Every `of`-th function from the `index`-th.
+    EveryNth { index: usize, of: usize },
+    /// Positions `from..to` of the file.
+    Range { from: usize, to: usize },
+}
+
+impl std::fmt::Display for FunctionPart {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::EveryNth { index, of } => write!(f, "{index}/{of}"),
+            Self::Range { from, to } => write!(f, "{from}..{to}"),
+        }
+    }
+}
+
+fn parse_functions(text: &str) -> Result<FunctionPart, String> {
+    if text.contains("..") {
+        let (from, to) = parse_range(text)?;
+        return Ok(FunctionPart::Range { from, to });
+    }
+    let (index, of) = parse_part(text)?;
+    Ok(FunctionPart::EveryNth { index, of })
+}
+
+fn parse_part(text: &str) -> Result<(usize, usize), String> {
+    let (k, n) = text
+        .split_once('/')
+        .ok_or_else(|| format!("`{text}`: expected K/N, e.g. 0/2"))?;
+    let (k, n) = (
+        k.trim()
+            .parse::<usize>()
+            .map_err(|e| format!("K in `{text}`: {e}"))?,
+        n.trim()
+            .parse::<usize>()
+            .map_err(|e| format!("N in `{text}`: {e}"))?,
+    );
+    if n == 0 || k >= n {
+        return Err(format!("`{text}`: need 0 <= K < N"));
+    }
+    Ok((k, n))
+}
+
+fn parse_range(text: &str) -> Result<(usize, usize), String> {
+    let (a, b) = text
+        .split_once("..")
+        .ok_or_else(|| format!("`{text}`: expected A..B, e.g. 0..240"))?;
+    let (a, b) = (
+        a.trim()
+            .parse::<usize>()
+            .map_err(|e| format!("A in `{text}`: {e}"))?,
+        b.trim()
+            .parse::<usize>()
+            .map_err(|e| format!("B in `{text}`: {e}"))?,
+    );
+    if a >= b {
+        return Err(format!("`{text}`: need A < B"));
+    }
+    Ok((a, b))
 }
 
 /// Files of `synapse-agent replay` (apart from the trace).
@@ -92,7 +164,32 @@ pub const LOAD_TIME_S: f64 = 1.0;
 
 /// Runs the replay command.
 pub fn run(args: ReplayArgs) -> Result<()> {
-    let trace = load_trace(&args.trace, args.memory_mb)?;
+    let mut trace = load_trace(&args.trace, args.memory_mb)?;
+    if let Some(part) = args.functions {
+        trace = match part {
+            FunctionPart::EveryNth { index, of } => trace.part(index, of),
+            FunctionPart::Range { from, to } => {
+                let mut t = trace;
+                let to = to.min(t.functions.len());
+                t.functions = t.functions.drain(from.min(to)..to).collect();
+                t
+            }
+        };
+        trace.name = format!("{} (functions {part})", trace.name);
+    }
+    if let Some((a, b)) = args.minutes {
+        if a >= trace.minutes {
+            bail!(
+                "--minutes {a}..{b}: the trace has {} minutes",
+                trace.minutes
+            );
+        }
+        trace = trace.minutes_range(a, b);
+        trace.name = format!("{} (minutes {a}..{b})", trace.name);
+    }
+    if trace.functions.is_empty() {
+        bail!("no function of the trace is in --functions");
+    }
     let config = load_config(args.files.config.as_deref())?;
     let model = crate::forecast::ModelSource::from(Arc::new(load_model(
         args.files.model.as_deref(),

@@ -58,6 +58,31 @@ impl Trace {
     pub fn invocations(&self) -> u64 {
         self.functions.iter().map(FunctionTrace::invocations).sum()
     }
+
+    /// Every `of`-th function, starting at the `index`-th (0-based): `0/2` and `1/2` are two
+    /// disjoint halves spread over the whole file.
+    pub fn part(mut self, index: usize, of: usize) -> Self {
+        let of = of.max(1);
+        self.functions = std::mem::take(&mut self.functions)
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| i % of == index)
+            .map(|(_, f)| f)
+            .collect();
+        self
+    }
+
+    /// Minutes `from..to` of the window as a trace of their own (clamped to the window).
+    pub fn minutes_range(mut self, from: usize, to: usize) -> Self {
+        let to = to.min(self.minutes);
+        let from = from.min(to);
+        for f in &mut self.functions {
+            f.counts = f.counts[from..to].to_vec();
+        }
+        self.first_minute = (self.first_minute + from as u32) % 1440;
+        self.minutes = to - from;
+        self
+    }
 }
 
 /// Why a trace could not be loaded.
