@@ -119,9 +119,6 @@ pub async fn run(config: AgentConfig) -> Result<()> {
     let mut rollouts =
         crate::rollout::Rollouts::restore(runtime.clone(), store.db(), &config.functions)
             .context("restoring the versions rollouts applied")?;
-    if learning {
-        rollouts = rollouts.with_learning_models();
-    }
     // Forwarding to the tiers placement keeps warm applies only when linked to a hub.
     let remote = config.link.as_ref().map(|_| {
         crate::gateway::remote::Remote::new(
@@ -149,6 +146,11 @@ pub async fn run(config: AgentConfig) -> Result<()> {
     // Subsystems that talk to the hub subscribe to their control frames here, before the
     // link starts.
     let mut control = crate::control::ControlBus::default();
+    if let Some(model) = &served_model {
+        // Taken before the learner runs: the model in service is still the agent's own.
+        let own = crate::learning::OwnModel::new(model.clone(), control.to_hub());
+        rollouts = rollouts.with_learning_models(Box::new(own));
+    }
     let rollout_frames = rollouts.subscribe(&mut control);
     let (link_status, link_watch) = watch::channel(crate::link::LinkStatus::default());
     tasks.spawn(rollouts.run(rollout_frames, link_watch, stop_rx.clone()));
@@ -234,6 +236,7 @@ pub async fn run(config: AgentConfig) -> Result<()> {
         readiness,
         records: records_rx,
         closed: Some(closed_tx),
+        planners: Some(runtime.clone()),
         first_watched_id: first_watch_id as u32,
     };
     tasks.spawn(collector.run(stop_rx.clone()));

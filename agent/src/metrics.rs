@@ -84,6 +84,7 @@ pub struct Metrics {
     /// Families that carry the `synapse_` prefix in their own name.
     named: Registry,
     pub forecast_invocations: Family<FunctionLabel, Gauge<f64, AtomicU64>>,
+    pub forecast_model_version: Family<FunctionLabel, Gauge>,
     pub forecast_error: ForecastErrorMetric,
     pub invocations: Family<StartLabel, Counter>,
     pub kernel_accepts: Family<FunctionLabel, Counter>,
@@ -164,6 +165,12 @@ impl Metrics {
             "forecast_invocations",
             "Invocations the function's pool policy expects in the next telemetry interval",
             forecast_invocations.clone(),
+        );
+        let forecast_model_version = Family::default();
+        r.register(
+            "forecast_model_version",
+            "Neural model version in the function's forecast for the next telemetry interval (0: the agent's own model)",
+            forecast_model_version.clone(),
         );
         let mut named = Registry::default();
         let forecast_error = ForecastErrorMetric::register(&mut named);
@@ -278,6 +285,7 @@ impl Metrics {
             registry: r,
             named,
             forecast_invocations,
+            forecast_model_version,
             forecast_error,
             invocations,
             kernel_accepts,

@@ -8,14 +8,17 @@
 //! - [`data`]: where the pairs come from (live store, replayed trace).
 //! - [`download`]: chunked, verified receipt of a version (pure).
 //! - [`learner`]: the task that ties them to the control frames.
+//! - [`own`]: the agent's own model, restored when a model rollout sends the agent back.
 
 pub mod data;
 pub mod download;
 pub mod learner;
+pub mod own;
 pub mod samples;
 
 pub use data::{ReplayedMinutes, StoreMinutes, TrainingData};
 pub use learner::Learner;
+pub use own::OwnModel;
 
 /// The control-frame kinds the learner takes from the hub (`Body::kind`).
 pub const KINDS: &[&str] = &["round_open", "model_offer", "model_chunk"];

@@ -112,23 +112,44 @@ pub struct PolicyPlanner {
     /// The decision in force, made after the latest observation.
     decision: Option<PoolDecision>,
     intervals: u64,
-    /// The forecaster's name and its forecast for the interval now running.
-    forecast: Option<(&'static str, f64)>,
+    /// The forecaster's name, its forecast for the interval now running, and the neural
+    /// model version that took part in it.
+    forecast: Option<(&'static str, f64, Option<u64>)>,
     errors: ForecastErrorTracker,
+    /// The neural model the forecaster reads, when it reads one.
+    model: Option<ModelSource>,
 }
 
 impl PolicyPlanner {
     pub fn new(policy: Box<dyn PoolPolicy>, clock: PolicyClock, load_time_s: f64) -> Self {
-        let forecast = policy.forecaster().map(|f| (f.name(), f.forecast_next()));
-        Self {
+        let mut planner = Self {
             policy,
             clock,
             load_time_s,
             decision: None,
             intervals: 0,
-            forecast,
+            forecast: None,
             errors: ForecastErrorTracker::default(),
-        }
+            model: None,
+        };
+        planner.forecast = planner.forecast_next();
+        planner
+    }
+
+    /// Marks the policy's forecaster as reading `model`, so every forecast names its version.
+    pub fn with_model(mut self, model: ModelSource) -> Self {
+        self.model = Some(model);
+        self.forecast = self.forecast_next();
+        self
+    }
+
+    /// The forecaster's forecast of the next interval, with the model version read now (a swap
+    /// between the two reads is at most one forecast off, and the next one is right).
+    fn forecast_next(&self) -> Option<(&'static str, f64, Option<u64>)> {
+        let version = self.model.as_ref().map(ModelSource::version);
+        self.policy
+            .forecaster()
+            .map(|f| (f.name(), f.forecast_next(), version))
     }
 
     /// The policy's decision in force, made on the first call after an observation.
@@ -158,24 +179,23 @@ impl Planner for PolicyPlanner {
 
     fn observe(&mut self, interval: &FunctionInterval, memory_mb: f64) {
         let observation = self.clock.observation(interval, memory_mb);
-        if let Some((_, forecast)) = self.forecast {
+        if let Some((_, forecast, _)) = self.forecast {
             self.errors.record(forecast, observation.minute.invocations);
         }
         self.policy.observe(&observation);
         self.intervals += 1;
         self.decision = None;
-        self.forecast = self
-            .policy
-            .forecaster()
-            .map(|f| (f.name(), f.forecast_next()));
+        self.forecast = self.forecast_next();
     }
 
     fn forecast(&self) -> Option<ForecastView> {
-        self.forecast.map(|(forecaster, invocations)| ForecastView {
-            forecaster,
-            invocations,
-            accuracy: self.errors.accuracy(),
-        })
+        self.forecast
+            .map(|(forecaster, invocations, model_version)| ForecastView {
+                forecaster,
+                invocations,
+                accuracy: self.errors.accuracy(),
+                model_version,
+            })
     }
 
     fn idle_gaps(&self) -> Option<&IdleGaps> {
@@ -243,11 +263,18 @@ impl LivePolicies {
                 keep_alive: spec.keep_alive,
                 prewarm: None,
             })),
-            PolicyChoice::Named(named) => Box::new(PolicyPlanner::new(
-                named.build(&self.settings, &self.model),
-                self.clock,
-                self.settings.forecast_pool.load_time_s,
-            )),
+            PolicyChoice::Named(named) => {
+                let planner = PolicyPlanner::new(
+                    named.build(&self.settings, &self.model),
+                    self.clock,
+                    self.settings.forecast_pool.load_time_s,
+                );
+                if uses_neural_model(&self.choice, &self.settings) {
+                    Box::new(planner.with_model(self.model.clone()))
+                } else {
+                    Box::new(planner)
+                }
+            }
         }
     }
 }

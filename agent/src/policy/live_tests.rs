@@ -260,7 +260,9 @@ fn a_model_version_swapped_in_is_the_one_the_next_forecast_runs() {
     for m in 0..30 {
         planner.observe(&interval(m * 60_000, 3, 0, 0.1, 0.0), 128.0);
     }
-    let before = planner.forecast().expect("an mlp forecast").invocations;
+    let before = planner.forecast().expect("an mlp forecast");
+    assert_eq!(before.model_version, Some(0), "the agent's own model");
+    let before = before.invocations;
 
     // A version whose output bias is far higher forecasts far more for the same history.
     let mut shifted = (*handle.current().mlp).clone();
@@ -270,7 +272,13 @@ fn a_model_version_swapped_in_is_the_one_the_next_forecast_runs() {
     let version = ServingModel::load(7, &neural::onnx::encode(&shifted)).expect("loads");
     handle.install(version);
     planner.observe(&interval(30 * 60_000, 3, 0, 0.1, 0.0), 128.0);
-    let after = planner.forecast().expect("an mlp forecast").invocations;
+    let after = planner.forecast().expect("an mlp forecast");
+    assert_eq!(
+        after.model_version,
+        Some(7),
+        "the forecast names the new version"
+    );
+    let after = after.invocations;
 
     let fixed_model = LivePolicies::with_model(
         &section("forecast(forecaster=mlp)"),

@@ -13,7 +13,9 @@
 //! Target `settings` changes the live subset of the agent's settings: the functions' pool
 //! bounds (see [`settings`]). Target `model` goes to the [`ModelApplier`] the agent's
 //! forecasting registers with [`Rollouts::with_models`] (refused with the reason when none
-//! is).
+//! is). With federated learning ([`Rollouts::with_learning_models`]) the hub's versions come
+//! as the learner's offers, and only the rollout's word to go back to the agent's own model
+//! (version "") goes to the applier.
 
 mod apply;
 pub mod settings;
@@ -77,7 +79,8 @@ pub struct Rollouts {
     managers: JoinSet<()>,
     models: Option<Box<dyn ModelApplier>>,
     /// The learner installs the model versions the hub offers it and reports them with its
-    /// own frames, which the hub's rollout engine reads; this module leaves `model` alone.
+    /// own frames, which the hub's rollout engine reads; this module only passes version ""
+    /// (the agent's own model) on to `models`.
     models_by_learning: bool,
 }
 
@@ -166,8 +169,11 @@ impl Rollouts {
     }
 
     /// Model versions are the learner's (see `crate::learning`): they arrive as offers and
-    /// are reported as installed or refused by it.
-    pub fn with_learning_models(mut self) -> Self {
+    /// are reported as installed or refused by it. A rollout that sends this agent back to its
+    /// own model (version "") goes to `own`, which reports what it did with the learner's
+    /// frames.
+    pub fn with_learning_models(mut self, own: Box<dyn ModelApplier>) -> Self {
+        self.models = Some(own);
         self.models_by_learning = true;
         self
     }
@@ -240,6 +246,12 @@ impl Rollouts {
     async fn apply(&mut self, desired: DesiredVersion, stop: &mut watch::Receiver<bool>) {
         let target = desired.target.clone();
         if target == "model" && self.models_by_learning {
+            if desired.version.is_empty()
+                && let Some(own) = &mut self.models
+                && let Err(e) = own.apply("", "")
+            {
+                warn!("cannot go back to the agent's own model: {e}");
+            }
             return;
         }
         let known = self.running.get(&target);

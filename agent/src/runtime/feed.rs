@@ -2,6 +2,10 @@
 //! function's planner, every few intervals the planners share their idle times (the fleet
 //! prior, built as in the replay), and each planner's forecast of the next interval and its
 //! error so far are exported. The manager is then woken, so a new plan is held at once.
+//!
+//! Before an interval is fed, [`Runtime::stamp_forecasts`] writes into it the forecast its
+//! planner made for it, which travels to the hub with the interval (the forecast gate of model
+//! rollouts compares it with what came).
 
 use tokio::sync::mpsc;
 
@@ -38,6 +42,11 @@ impl Runtime {
                     .set(view.invocations);
                 m.forecast_error
                     .set(&iv.function, view.forecaster, &view.accuracy);
+                if let Some(version) = view.model_version {
+                    m.forecast_model_version
+                        .get_or_create(&Metrics::label(&iv.function))
+                        .set(i64::try_from(version).unwrap_or(i64::MAX));
+                }
             }
         }
         if share_prior {
@@ -45,6 +54,22 @@ impl Runtime {
         }
         for f in self.functions() {
             f.replanned.notify_one();
+        }
+    }
+
+    /// Writes into each closing interval the forecast its function's planner holds for it (made
+    /// when the previous interval was fed) and the model version in that forecast. Call before
+    /// the intervals are fed.
+    pub fn stamp_forecasts(&self, intervals: &mut [FunctionInterval]) {
+        for iv in intervals {
+            let Some(f) = self.function(&iv.function) else {
+                continue;
+            };
+            let planner = f.planner.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(view) = planner.forecast() {
+                iv.forecast_invocations = Some(view.invocations);
+                iv.forecast_model_version = view.model_version;
+            }
         }
     }
 

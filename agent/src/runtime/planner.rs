@@ -33,6 +33,9 @@ pub struct ForecastView {
     /// Invocations expected in the next interval.
     pub invocations: f64,
     pub accuracy: crate::forecast::ForecastAccuracy,
+    /// The neural model version that took part in the forecast (0: the agent's own model);
+    /// none when no neural model did.
+    pub model_version: Option<u64>,
 }
 
 /// Decides a function's pool plan; `now_s` is seconds on the agent's clock.

@@ -43,6 +43,8 @@ pub struct Collector {
     pub records: mpsc::Receiver<InvocationRecord>,
     /// Closed intervals also go here (the pool planners), when set.
     pub closed: Option<mpsc::Sender<Vec<FunctionInterval>>>,
+    /// The pool planners, whose forecast for each closing interval is written into it.
+    pub planners: Option<crate::runtime::Runtime>,
     /// Function ids from here on are watched cgroups: their accepted connections are their
     /// invocations (no gateway sees them).
     pub first_watched_id: u32,
@@ -271,9 +273,12 @@ impl Collector {
     fn close(&mut self, clocks: &mut Clocks, host: &mut HostProbe) {
         let now = unix_ms();
         let length = (now - clocks.interval_start_ms).max(0) as u64;
-        let intervals = self
+        let mut intervals = self
             .tracker
             .close_interval(clocks.interval_start_ms, length);
+        if let Some(planners) = &self.planners {
+            planners.stamp_forecasts(&mut intervals);
+        }
         // A failing store (a full disk) must not stop telemetry: the metrics go on.
         for iv in &intervals {
             if let Err(e) = self.store.record(iv) {

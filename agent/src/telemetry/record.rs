@@ -43,6 +43,13 @@ pub struct FunctionInterval {
     /// Time invocations waited for an instance.
     #[serde(default)]
     pub queue: LatencyHistogram,
+    /// Gateway invocations the function's planner forecast for this interval (made when the
+    /// previous one closed); none without a forecasting planner.
+    #[serde(default)]
+    pub forecast_invocations: Option<f64>,
+    /// The neural model version that took part in that forecast (0: the agent's own model).
+    #[serde(default)]
+    pub forecast_model_version: Option<u64>,
 }
 
 impl FunctionInterval {
@@ -63,6 +70,14 @@ impl FunctionInterval {
         self.failed_invocations += other.failed_invocations;
         self.invocation.merge(&other.invocation);
         self.queue.merge(&other.queue);
+        // A roll-up's forecast is the sum of its intervals' forecasts, when all had one.
+        self.forecast_invocations = self
+            .forecast_invocations
+            .zip(other.forecast_invocations)
+            .map(|(a, b)| a + b);
+        if self.forecast_model_version != other.forecast_model_version {
+            self.forecast_model_version = None;
+        }
     }
 }
 
@@ -98,6 +113,8 @@ impl FunctionInterval {
                 .chain(std::iter::once(f64::MAX))
                 .collect(),
             invocation_counts: self.invocation.counts.clone(),
+            forecast_invocations: self.forecast_invocations,
+            forecast_model_version: self.forecast_model_version,
         }
     }
 }

@@ -1,4 +1,4 @@
-//! The fleet of the rollout test: a hub and four agents with their certificates, synapsectl
+//! The fleet of the rollout tests: a hub and four agents with their certificates, synapsectl
 //! calls, a background client invoking every gateway, and readers of a rollout's status.
 
 #![allow(dead_code)]
@@ -138,6 +138,11 @@ impl Fleet {
     /// The hub, with placement off: the gates compare hosts that serve their own users, which
     /// forwarding to another tier would hide.
     pub fn start_hub(&self, link: u16, metrics: u16) -> Hub {
+        self.start_hub_with(link, metrics, "")
+    }
+
+    /// The hub as [`Fleet::start_hub`] has it, with `extra` TOML tables appended.
+    pub fn start_hub_with(&self, link: u16, metrics: u16, extra: &str) -> Hub {
         let ca = self.dir.join("ca");
         std::fs::write(
             self.dir.join("hub.toml"),
@@ -145,7 +150,7 @@ impl Fleet {
                 "data_dir = \"{data}\"\n[tls]\nca = \"{ca}/ca.pem\"\ncert = \"{ca}/synapse-hub.pem\"\nkey = \"{ca}/synapse-hub.key\"\n\
                  [link]\nlisten = \"127.0.0.1:{link}\"\n[console]\nlisten = \"127.0.0.1:{console}\"\n[metrics]\nlisten = \"127.0.0.1:{metrics}\"\n\
                  [rollouts]\ntick = \"200ms\"\n[rollouts.gates]\nmin_invocations = 5\n\
-                 [placement]\nenabled = false\n",
+                 [placement]\nenabled = false\n{extra}",
                 data = self.dir.join("hub").display(),
                 ca = ca.display(),
                 console = self.console,
@@ -201,12 +206,25 @@ pub fn certs(dir: &Path) {
 }
 
 pub fn start_agent(dir: &Path, id: &str, tier: &str, link: u16) -> Agent {
+    start_agent_with(dir, id, tier, link, "", "")
+}
+
+/// An agent of the fleet; `link_extra` goes in its `[link]` table, `extra` (TOML tables)
+/// after fn-a's.
+pub fn start_agent_with(
+    dir: &Path,
+    id: &str,
+    tier: &str,
+    link: u16,
+    link_extra: &str,
+    extra: &str,
+) -> Agent {
     let adir = dir.join(id);
     std::fs::create_dir_all(&adir).unwrap();
     let ca = dir.join("ca");
     let config = format!(
-        "[link]\nhub = \"127.0.0.1:{link}\"\nca = \"{ca}/ca.pem\"\ncert = \"{ca}/{id}.pem\"\nkey = \"{ca}/{id}.key\"\n\n\
-         [[functions]]\nname = \"fn-a\"\ncommand = \"{SAMPLE_FN}\"\nmin_warm = 1\n",
+        "[link]\nhub = \"127.0.0.1:{link}\"\nca = \"{ca}/ca.pem\"\ncert = \"{ca}/{id}.pem\"\nkey = \"{ca}/{id}.key\"\n{link_extra}\n\
+         [[functions]]\nname = \"fn-a\"\ncommand = \"{SAMPLE_FN}\"\nmin_warm = 1\n{extra}",
         ca = ca.display()
     );
     let subtree = format!("synapse-roll-{id}-{}", std::process::id());

@@ -206,9 +206,15 @@ impl Federation {
         let mut inner = self.lock();
         if let Some(latest) = inner.latest.clone() {
             let connected = self.outlet.agents();
-            for agent in self.recipients.recipients(&latest, &connected) {
-                self.offer(&agent, &latest);
+            let recipients = self.recipients.recipients(&latest, &connected);
+            for agent in &recipients {
+                self.offer(agent, &latest);
             }
+            let others: Vec<String> = connected
+                .into_iter()
+                .filter(|a| !recipients.contains(a))
+                .collect();
+            self.offer_wanted(&others, &latest);
         }
         if let Some(open) = &inner.open {
             if now > open.deadline_unix_ms {
@@ -372,6 +378,26 @@ impl Federation {
         }
     }
 
+    /// Offers each of `agents` (none a recipient of `latest`) the earlier registered version
+    /// it should run, if any: how a failed model rollout takes its hosts back.
+    fn offer_wanted(&self, agents: &[String], latest: &ModelRecord) {
+        for agent in agents {
+            let Some(version) = self.recipients.wanted(agent) else {
+                continue;
+            };
+            if version == latest.version {
+                continue;
+            }
+            match self.models.get(version) {
+                Ok(Some(record)) => self.offer(agent, &record),
+                Ok(None) => {
+                    tracing::warn!(agent, version, "wanted model version is not registered")
+                }
+                Err(e) => tracing::error!(agent, version, "cannot read a model version: {e}"),
+            }
+        }
+    }
+
     fn forget_offer(&self, agent: &str) {
         self.offered
             .lock()
@@ -532,12 +558,15 @@ impl ControlHandler for Federation {
         let Some(latest) = inner.latest.clone() else {
             return;
         };
+        let one = std::slice::from_ref(&agent.agent);
         if self
             .recipients
-            .recipients(&latest, std::slice::from_ref(&agent.agent))
+            .recipients(&latest, one)
             .contains(&agent.agent)
         {
             self.offer(&agent.agent, &latest);
+        } else {
+            self.offer_wanted(one, &latest);
         }
         let parameters = inner.parameters;
         let Some(open) = inner.open.as_mut() else {

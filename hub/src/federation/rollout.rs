@@ -1,5 +1,6 @@
 //! Which agents receive a model version. One small trait, so that the rollout subsystem can
-//! stage versions (canaries, waves) later; today every connected agent gets every version.
+//! stage versions (canaries, waves) and send hosts back to an earlier version;
+//! [`AllAgents`] gives every connected agent every version.
 
 use synapse_proto::link::v1::ModelReport;
 
@@ -10,6 +11,12 @@ pub trait Recipients: Send + Sync {
     fn recipients(&self, model: &ModelRecord, connected: &[String]) -> Vec<String>;
     /// `agent` installed or refused a version (what it serves is in the report).
     fn reported(&self, _agent: &str, _report: &ModelReport) {}
+    /// The registered version `agent` should run when it is not a recipient of the newest
+    /// one (a rollout that failed sends its hosts back to the version they ran); `None`:
+    /// nothing to send.
+    fn wanted(&self, _agent: &str) -> Option<u64> {
+        None
+    }
 }
 
 /// Every connected agent receives every version.

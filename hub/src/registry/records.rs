@@ -57,6 +57,30 @@ pub struct FunctionShare {
     pub cold_invocations: u64,
     pub invocation_bounds_s: Vec<f64>,
     pub invocation_counts: Vec<u64>,
+    /// Absolute errors of the agent's forecasts of gateway invocations, per interval, by the
+    /// neural model version that took part in the forecast ("" for none); the forecast gate
+    /// of model rollouts compares them between hosts.
+    pub forecast_errors: BTreeMap<String, ForecastErrors>,
+    /// Forecasts refused as not finite or negative (never counted in `forecast_errors`).
+    pub forecasts_refused: u64,
+}
+
+/// Absolute forecast errors summed, and how many.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct ForecastErrors {
+    pub abs_error_sum: f64,
+    pub forecasts: u64,
+}
+
+/// Why an interval's forecast is not counted: it is not a finite, non-negative number.
+pub fn forecast_refusal(interval: &FunctionInterval) -> Option<String> {
+    let forecast = interval.forecast_invocations?;
+    (!forecast.is_finite() || forecast < 0.0).then(|| {
+        format!(
+            "forecast of {forecast} invocations for {} is not a finite non-negative number",
+            interval.function
+        )
+    })
 }
 
 impl FunctionShare {
@@ -82,6 +106,19 @@ impl FunctionShare {
         self.cold_invocations = self
             .cold_invocations
             .saturating_add(interval.cold_invocations);
+        if let Some(forecast) = interval.forecast_invocations {
+            if forecast_refusal(interval).is_some() {
+                self.forecasts_refused = self.forecasts_refused.saturating_add(1);
+            } else {
+                let version = interval
+                    .forecast_model_version
+                    .map(|v| v.to_string())
+                    .unwrap_or_default();
+                let errors = self.forecast_errors.entry(version).or_default();
+                errors.abs_error_sum += (forecast - interval.gateway_invocations as f64).abs();
+                errors.forecasts += 1;
+            }
+        }
         add_histogram(
             &mut self.invocation_bounds_s,
             &mut self.invocation_counts,

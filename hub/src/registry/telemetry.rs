@@ -1,13 +1,16 @@
 //! Accepting a telemetry batch exactly once: in one sled transaction, the agent's watermark
 //! is checked and raised and every function share is updated, so a batch is either wholly
 //! counted or not at all, and a batch at or below the watermark is recognised as held.
+//! An interval's forecast adds its absolute error to the share, under the model version that
+//! took part in it; a forecast that is not a finite non-negative number is refused, counted in
+//! the share and logged, and the rest of the interval is counted.
 
 use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
 use synapse_proto::link::v1::TelemetryBatch;
 
 use super::{
     Change, Registry, RegistryError, decode, encode,
-    records::{AgentTotals, FunctionShare, share_key},
+    records::{AgentTotals, FunctionShare, forecast_refusal, share_key},
 };
 
 /// What happened to a batch.
@@ -62,6 +65,10 @@ impl Registry {
         };
         if applied == Applied::Accepted {
             for interval in &batch.intervals {
+                if let Some(reason) = forecast_refusal(interval) {
+                    // Counted in the share (`forecasts_refused`); the rest of the interval is.
+                    tracing::warn!(agent, "forecast refused: {reason}");
+                }
                 self.publish(Change::Function(interval.function.clone()));
             }
         }

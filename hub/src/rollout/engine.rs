@@ -55,8 +55,6 @@ pub(super) struct Inner {
     pub(super) config: RolloutsConfig,
     /// What each agent last reported, by target.
     running: Mutex<HashMap<String, BTreeMap<Target, RunningVersion>>>,
-    /// Cumulative forecast errors per agent (sum of absolute errors, count).
-    pub(super) forecasts: Mutex<HashMap<String, (f64, u64)>>,
     /// Serialises read-modify-write of rollout records (tick and console operations).
     writes: Mutex<()>,
 }
@@ -85,7 +83,6 @@ impl RolloutEngine {
                 outlet,
                 config,
                 running: Mutex::new(HashMap::new()),
-                forecasts: Mutex::new(HashMap::new()),
                 writes: Mutex::new(()),
             }),
         })
@@ -191,26 +188,6 @@ impl RolloutEngine {
             }
         }
         Ok(agents)
-    }
-
-    /// Adds forecast errors measured on `agent` (absolute errors summed, and their count), for
-    /// the forecast gate. Non-finite or negative sums are refused.
-    pub fn record_forecast_errors(
-        &self,
-        agent: &str,
-        abs_error_sum: f64,
-        count: u64,
-    ) -> Result<(), RolloutError> {
-        if !abs_error_sum.is_finite() || abs_error_sum < 0.0 {
-            return Err(RolloutError::Invalid(format!(
-                "forecast error sum {abs_error_sum} from {agent} is not a finite non-negative number"
-            )));
-        }
-        let mut forecasts = lock(&self.inner.forecasts);
-        let entry = forecasts.entry(agent.to_owned()).or_default();
-        entry.0 += abs_error_sum;
-        entry.1 += count;
-        Ok(())
     }
 
     /// What `agent` should run, by target: its settled versions, overridden by active

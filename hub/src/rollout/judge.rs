@@ -1,41 +1,56 @@
 //! Judging a step: each selected host's cumulative totals (gateway invocations, failures,
-//! cold starts and latency from the registry's function shares; forecast errors recorded by
-//! federated learning), snapshotted when the step begins and subtracted when its bake is
-//! over, summed for the updated hosts and for the others, and handed to the gates with the
-//! updated hosts' health.
+//! cold starts, latency and forecast errors, all from the registry's function shares),
+//! snapshotted when the step begins and subtracted when its bake is over, summed for the
+//! updated hosts and for the others, and handed to the gates with the updated hosts' health.
+//!
+//! Forecast errors are kept by the model version that took part in each forecast. For a model
+//! rollout an updated host counts only the forecasts of the version rolled out (not those it
+//! made before the version was in service), and a host not yet updated those of any other
+//! model version (not forecasts without a model, which say nothing about one).
 
 use std::collections::BTreeMap;
 
 use super::{
     RolloutEngine, RolloutError,
-    engine::lock,
     gates::{self, GateSet, Health, Window},
     spec::Target,
     state::Rollout,
 };
 
 impl RolloutEngine {
-    /// Cumulative totals of every selected host for the gates of `target`.
-    pub(super) fn totals(&self, target: &Target) -> Result<BTreeMap<String, Window>, RolloutError> {
-        let function = match target {
+    /// Cumulative totals of every selected host for the gates of `rollout`'s current step.
+    pub(super) fn totals(
+        &self,
+        rollout: &Rollout,
+    ) -> Result<BTreeMap<String, Window>, RolloutError> {
+        let function = match &rollout.target {
             Target::Function(name) => Some(name.as_str()),
             Target::Model | Target::Settings => None,
         };
+        let updated = rollout.updated_hosts();
         let mut totals: BTreeMap<String, Window> = BTreeMap::new();
         for (_, agent, share) in self.inner.registry.shares(function)? {
-            totals.entry(agent).or_default().add(&Window {
+            let mut window = Window {
                 invocations: share.gateway_invocations,
                 failed: share.failed_invocations,
                 cold: share.cold_invocations,
                 latency_bounds_s: share.invocation_bounds_s,
                 latency_counts: share.invocation_counts,
                 ..Default::default()
-            });
-        }
-        for (agent, (sum, count)) in lock(&self.inner.forecasts).iter() {
-            let w = totals.entry(agent.clone()).or_default();
-            w.forecast_error_sum += sum;
-            w.forecasts += count;
+            };
+            let is_updated = updated.iter().any(|(h, _)| *h == agent);
+            for (version, errors) in &share.forecast_errors {
+                let counts = match rollout.target {
+                    Target::Model if is_updated => *version == rollout.new.version,
+                    Target::Model => !version.is_empty() && *version != rollout.new.version,
+                    _ => true,
+                };
+                if counts {
+                    window.forecast_error_sum += errors.abs_error_sum;
+                    window.forecasts += errors.forecasts;
+                }
+            }
+            totals.entry(agent).or_default().add(&window);
         }
         Ok(totals)
     }
@@ -66,7 +81,7 @@ impl RolloutEngine {
 
     /// Judges the current step over its window.
     pub fn judge(&self, rollout: &Rollout) -> Result<Vec<gates::GateResult>, RolloutError> {
-        let totals = self.totals(&rollout.target)?;
+        let totals = self.totals(rollout)?;
         let updated_ids = rollout.updated_hosts();
         let (mut updated, mut baseline) = (Window::default(), Window::default());
         for (host, _) in &rollout.order {
@@ -93,7 +108,7 @@ impl RolloutEngine {
     }
 
     pub(super) fn snapshot(&self, rollout: &mut Rollout) -> Result<(), RolloutError> {
-        let totals = self.totals(&rollout.target)?;
+        let totals = self.totals(rollout)?;
         rollout.snapshot = rollout
             .order
             .iter()

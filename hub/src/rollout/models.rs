@@ -1,8 +1,10 @@
 //! Model versions from federated rounds go out through rollouts: the federated-learning
 //! module asks [`RolloutEngine::model_recipients`] whom to send a merged version now (which
-//! starts its rollout with the model policy the first time), and tells
-//! [`RolloutEngine::model_reported`] what each agent installed or refused, which the gates
-//! read as they read `RunningVersions`.
+//! starts its rollout with the model policy the first time), asks
+//! [`RolloutEngine::model_wanted`] which earlier version the other agents should run (a
+//! failed rollout's hosts go back to theirs), and tells [`RolloutEngine::model_reported`]
+//! what each agent installed or refused, which the gates read as they read
+//! `RunningVersions`.
 
 use synapse_proto::link::v1::RunningVersion;
 
@@ -64,6 +66,18 @@ impl RolloutEngine {
         );
     }
 
+    /// The registered model version `agent` should run now, if the rollouts name one (an
+    /// agent told to run its own model, version "", restores it by itself).
+    pub fn model_wanted(&self, agent: &str) -> Option<u64> {
+        match self.desired(agent) {
+            Ok(desired) => desired.get(&Target::Model)?.version.parse().ok(),
+            Err(e) => {
+                tracing::error!(agent, "model rollout: {e}");
+                None
+            }
+        }
+    }
+
     /// Whether model `version`'s rollout ended rolled back or aborted.
     pub fn model_refused(&self, version: &str) -> Result<bool, RolloutError> {
         Ok(self
@@ -95,5 +109,9 @@ impl crate::federation::rollout::Recipients for RolloutEngine {
             &serving,
             refused.as_ref().map(|(v, e)| (v.as_str(), e.as_str())),
         );
+    }
+
+    fn wanted(&self, agent: &str) -> Option<u64> {
+        self.model_wanted(agent)
     }
 }

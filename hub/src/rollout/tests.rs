@@ -375,36 +375,76 @@ fn a_restarted_engine_resumes_at_the_same_step() {
     assert_eq!(fleet.rollout(&id).step, 2);
 }
 
+impl Fleet {
+    /// `agent` served 50 invocations of fn-a in an interval for which its planner forecast
+    /// `forecast`, with model `version` in the forecast.
+    fn forecast(&mut self, agent: &str, forecast: f64, version: Option<u64>) {
+        self.sequence += 1;
+        let batch = TelemetryBatch {
+            sequence: self.sequence,
+            intervals: vec![FunctionInterval {
+                function: "fn-a".into(),
+                gateway_invocations: 50,
+                invocation_bounds_s: vec![0.01, 0.1, 1.0],
+                invocation_counts: vec![50, 0, 0],
+                forecast_invocations: Some(forecast),
+                forecast_model_version: version,
+                ..Default::default()
+            }],
+        };
+        self.registry.apply(agent, 1, &batch).unwrap();
+    }
+
+    /// Starts model `version`'s rollout, begins it, and lets the canaries install it.
+    fn model_canaries(&mut self, version: &str) -> (Rollout, Vec<String>, i64) {
+        let r = self
+            .engine
+            .start_model(version, &"ab".repeat(32), "federated round")
+            .unwrap();
+        assert_eq!(
+            r.steps.len(),
+            2,
+            "the model policy: a canary per tier, then all"
+        );
+        let t0 = registry_now();
+        self.engine.tick(t0).unwrap();
+        let mut on_new = self.engine.agents_for_model(version).unwrap();
+        on_new.sort();
+        assert_eq!(on_new, ["cloud-1", "edge-1", "regional-1"]);
+        for agent in &on_new {
+            self.engine.model_reported(agent, version, None);
+        }
+        (r, on_new, t0)
+    }
+}
+
 #[test]
 fn a_worse_model_is_rolled_back_by_the_forecast_gate() {
     let mut fleet = Fleet::new();
-    let sha = "ab".repeat(32);
-    let r = fleet
-        .engine
-        .start_model("round-7", &sha, "federated round 7")
-        .unwrap();
-    assert_eq!(
-        r.steps.len(),
-        2,
-        "the model policy: a canary per tier, then all"
-    );
-    let t0 = registry_now();
-    fleet.engine.tick(t0).unwrap();
-    let mut on_new = fleet.engine.agents_for_model("round-7").unwrap();
-    on_new.sort();
-    assert_eq!(on_new, ["cloud-1", "edge-1", "regional-1"]);
-    fleet.agents_apply();
-    fleet.everyone_served(&[]);
-    for agent in &on_new {
-        fleet
-            .engine
-            .record_forecast_errors(agent, 30.0, 10)
-            .unwrap();
+    fleet.forecast("edge-1", 40.0, Some(0));
+    let (r, canaries, t0) = fleet.model_canaries("7");
+    for agent in &canaries {
+        // Forecasts made before the new version was in service do not count for it.
+        fleet.forecast(agent, 50.0, Some(0));
+        fleet.forecast(agent, 80.0, Some(7));
+        fleet.forecast(agent, 20.0, Some(7));
     }
-    fleet
-        .engine
-        .record_forecast_errors("edge-2", 20.0, 10)
-        .unwrap();
+    fleet.forecast("edge-2", 70.0, Some(0));
+    fleet.forecast("edge-2", 40.0, Some(0));
+    // Forecasts without a model say nothing about one.
+    fleet.forecast("edge-2", 50.0, None);
+    // A forecast that is not a number is refused and counted, the interval kept.
+    fleet.forecast("edge-2", f64::NAN, Some(0));
+    let share = fleet
+        .registry
+        .shares(Some("fn-a"))
+        .unwrap()
+        .into_iter()
+        .find(|(_, agent, _)| agent == "edge-2")
+        .unwrap()
+        .2;
+    assert_eq!(share.forecasts_refused, 1);
+    assert_eq!(share.gateway_invocations, 200);
     // The model policy bakes 10 minutes by default.
     fleet.engine.tick(t0 + 600_000).unwrap();
     let r = fleet.rollout(&r.id);
@@ -413,15 +453,53 @@ fn a_worse_model_is_rolled_back_by_the_forecast_gate() {
     let gate = failed.gates.iter().find(|g| !g.passed).unwrap();
     assert_eq!(
         (gate.gate.as_str(), gate.updated, gate.baseline),
-        ("forecast_error", 3.0, 2.0)
+        ("forecast_error", 30.0, 15.0),
+        "{:#?}",
+        failed.gates
     );
-    assert!(fleet.engine.agents_for_model("round-7").unwrap().is_empty());
+    assert!(fleet.engine.agents_for_model("7").unwrap().is_empty());
+    assert_eq!(
+        fleet.engine.model_wanted("edge-1"),
+        None,
+        "back to the agent's own model"
+    );
+}
+
+#[test]
+fn a_model_as_good_as_the_one_it_replaces_passes_and_a_failed_successor_goes_back_to_it() {
+    let mut fleet = Fleet::new();
+    let (r, canaries, t0) = fleet.model_canaries("1");
+    for agent in &canaries {
+        fleet.forecast(agent, 45.0, Some(1));
+    }
+    fleet.forecast("edge-2", 56.0, Some(0));
+    fleet.engine.tick(t0 + 600_000).unwrap();
+    let passed = fleet.rollout(&r.id);
+    let gate = passed.history[1]
+        .gates
+        .iter()
+        .find(|g| g.gate == "forecast_error")
+        .unwrap();
     assert!(
-        fleet
-            .engine
-            .record_forecast_errors("edge-1", f64::NAN, 1)
-            .is_err()
+        gate.passed && gate.updated == 5.0 && gate.baseline == 6.0,
+        "{gate:?}"
     );
+    fleet.engine.model_reported("edge-2", "1", None);
+    fleet.engine.tick(t0 + 1_200_000).unwrap();
+    assert_eq!(fleet.rollout(&r.id).state, State::Succeeded);
+    assert_eq!(fleet.engine.model_wanted("edge-2"), Some(1));
+
+    let (r, canaries, t0) = fleet.model_canaries("2");
+    assert_eq!(fleet.engine.model_wanted("edge-1"), Some(2));
+    for agent in &canaries {
+        fleet.forecast(agent, 500.0, Some(2));
+    }
+    fleet.forecast("edge-2", 45.0, Some(1));
+    fleet.engine.tick(t0 + 600_000).unwrap();
+    assert_eq!(fleet.rollout(&r.id).state, State::RolledBack);
+    for agent in ["edge-1", "edge-2", "regional-1", "cloud-1"] {
+        assert_eq!(fleet.engine.model_wanted(agent), Some(1), "{agent}");
+    }
 }
 
 fn registry_now() -> i64 {

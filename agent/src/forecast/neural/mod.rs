@@ -41,6 +41,15 @@ impl ModelSource {
             Self::Served(handle) => handle.current().mlp.clone(),
         }
     }
+
+    /// The version the next forecast runs: the hub's number of the version in service, 0
+    /// for the agent's own model (a fixed one is always the agent's own).
+    pub fn version(&self) -> u64 {
+        match self {
+            Self::Fixed(_) => 0,
+            Self::Served(handle) => handle.current().version,
+        }
+    }
 }
 
 impl From<Arc<MlpModel>> for ModelSource {

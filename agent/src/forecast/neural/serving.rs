@@ -109,13 +109,14 @@ impl ModelHandle {
             .clone()
     }
 
-    /// Puts `model` in service; returns the one it replaced.
-    pub fn install(&self, model: ServingModel) -> Arc<ServingModel> {
+    /// Puts `model` in service (a loaded version, or one held already); returns the one it
+    /// replaced.
+    pub fn install(&self, model: impl Into<Arc<ServingModel>>) -> Arc<ServingModel> {
         let mut slot = self
             .0
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        std::mem::replace(&mut *slot, Arc::new(model))
+        std::mem::replace(&mut *slot, model.into())
     }
 }
 
