@@ -23,25 +23,39 @@ pub fn require_root() {
     );
 }
 
-/// A block of `n` consecutive free loopback ports.
+/// Ports the tests give their servers: below the kernel's ephemeral range (32768..61000 by
+/// default), from which the agents' instance ports and every outgoing connection's source
+/// port are drawn, so that nothing else running takes a port between its pick and its bind.
+const TEST_PORTS: std::ops::Range<u16> = 20_000..32_000;
+
+/// A block of `n` consecutive free loopback ports, from a place that differs between test
+/// processes and between calls.
 pub fn free_ports(n: u16) -> u16 {
-    'search: for _ in 0..200 {
-        let base = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        if base > 65_000 - n {
-            continue;
-        }
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static CALLS: AtomicU32 = AtomicU32::new(0);
+    let span = u32::from(TEST_PORTS.end - TEST_PORTS.start - n);
+    let mut at = std::process::id()
+        .wrapping_mul(2_654_435_761)
+        .wrapping_add(CALLS.fetch_add(1, Ordering::Relaxed).wrapping_mul(40_503))
+        .wrapping_add(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.subsec_nanos()),
+        );
+    'search: for _ in 0..500 {
+        at = at.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+        let base = TEST_PORTS.start + ((at >> 8) % span) as u16;
         for p in base..base + n {
-            if TcpListener::bind(("127.0.0.1", p)).is_err() {
+            // Both protocols: the hub's link is QUIC (UDP) and its console TCP.
+            if TcpListener::bind(("127.0.0.1", p)).is_err()
+                || std::net::UdpSocket::bind(("127.0.0.1", p)).is_err()
+            {
                 continue 'search;
             }
         }
         return base;
     }
-    panic!("no block of {n} free ports");
+    panic!("no block of {n} free ports in {TEST_PORTS:?}");
 }
 
 pub struct Agent {
