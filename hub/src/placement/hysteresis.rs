@@ -4,10 +4,16 @@
 //! functions with the largest gains happen in one plan, the rest are held back for the next.
 //!
 //! Not subject to either rule: new functions, and functions whose previous hosts are gone (a
-//! lost host must not keep its functions cold until the next interval). When keeping
-//! previous placements would overfill a host (demand grew, capacity shrank), functions on that
-//! host take their candidate placement, largest gain first, until it fits; if that is not
-//! enough the candidate is taken whole (it always fits).
+//! lost host must not keep its functions cold until the next interval).
+//!
+//! A function that takes its candidate placement can overfill a host that others still hold
+//! as before; those give way (take their candidate too), largest gain first, and each of them
+//! is a move as well. So a move is tried as a group — the function and every function it
+//! pushes out, down the chain — which happens only if the whole group fits in what is left
+//! of the cap and improves its part of the objective by more than the margin; otherwise it
+//! is undone and held back. When keeping previous placements overfills a host by itself
+//! (demand grew, capacity shrank), functions there give way first, largest gain first, and
+//! count against the cap; capacity is the one thing that may exceed it.
 
 use std::collections::BTreeMap;
 
@@ -70,6 +76,97 @@ fn previous(inputs: &Inputs, plan: Option<&Plan>) -> Vec<Result<Option<Shares>, 
         .collect()
 }
 
+/// Where one function stands while the rules are applied.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Standing {
+    /// New, or its previous host is gone: takes its candidate, outside the rules.
+    Free,
+    /// Keeps its previous placement; `same` when that is the candidate's (moving it is free).
+    Kept { gain: f64, before: f64, same: bool },
+    /// Took its candidate placement.
+    Moved { counted: bool },
+}
+
+/// The placement being settled: current shares, host loads and who stands where.
+struct Settling<'a> {
+    candidate: &'a [Shares],
+    pool: Vec<f64>,
+    capacity: Vec<f64>,
+    shares: Vec<Shares>,
+    loads: Vec<f64>,
+    standing: Vec<Standing>,
+    /// Per host: the functions that kept a placement there, the ones that give way first
+    /// first (same placement, then largest gain).
+    keepers: Vec<Vec<usize>>,
+}
+
+/// Moves of one group, to undo it: (function, shares, standing) before.
+type Undo = Vec<(usize, Shares, Standing)>;
+
+/// What a group of moves made of the objective and the cap.
+#[derive(Default)]
+struct Group {
+    counted: usize,
+    gain: f64,
+    before: f64,
+}
+
+impl Settling<'_> {
+    fn take_candidate(&mut self, i: usize, counted: bool, undo: &mut Undo) {
+        undo.push((i, self.shares[i].clone(), self.standing[i]));
+        for &(h, x) in &self.shares[i] {
+            self.loads[h] -= x * self.pool[i];
+        }
+        self.shares[i] = self.candidate[i].clone();
+        for &(h, x) in &self.shares[i] {
+            self.loads[h] += x * self.pool[i];
+        }
+        self.standing[i] = Standing::Moved { counted };
+    }
+
+    fn undo(&mut self, undo: Undo) {
+        for (i, shares, standing) in undo.into_iter().rev() {
+            for &(h, x) in &self.shares[i] {
+                self.loads[h] -= x * self.pool[i];
+            }
+            self.shares[i] = shares;
+            for &(h, x) in &self.shares[i] {
+                self.loads[h] += x * self.pool[i];
+            }
+            self.standing[i] = standing;
+        }
+    }
+
+    /// Makes `hosts` fit by moving kept functions to their candidate, down the chain, with
+    /// at most `budget` counted moves; `None` when that is not possible.
+    fn make_room(&mut self, hosts: Vec<usize>, budget: usize, undo: &mut Undo) -> Option<Group> {
+        let mut group = Group::default();
+        let mut work = hosts;
+        while let Some(h) = work.pop() {
+            while self.loads[h] > self.capacity[h] {
+                let i = self.keepers[h]
+                    .iter()
+                    .copied()
+                    .find(|&i| matches!(self.standing[i], Standing::Kept { .. }))?;
+                let Standing::Kept { gain, before, same } = self.standing[i] else {
+                    unreachable!("found kept")
+                };
+                if !same {
+                    if group.counted == budget {
+                        return None;
+                    }
+                    group.counted += 1;
+                }
+                group.gain += gain;
+                group.before += before;
+                self.take_candidate(i, !same, undo);
+                work.extend(self.candidate[i].iter().map(|&(g, _)| g));
+            }
+        }
+        Some(group)
+    }
+}
+
 /// Applies the rules to `candidate` given the plan in force.
 pub fn stabilize(
     inputs: &Inputs,
@@ -79,28 +176,23 @@ pub fn stabilize(
 ) -> Stabilized {
     let n = inputs.functions.len();
     let mut shares = candidate.shares.clone();
-    let mut moved = vec![false; n];
-    // Functions kept where they were, with what moving would gain.
-    let mut kept: Vec<(usize, f64)> = Vec::new();
+    let mut standing = vec![Standing::Free; n];
+    let mut lost = vec![false; n];
+    // Moves worth their margin, with their gain.
     let mut wanted: Vec<(usize, f64)> = Vec::new();
     for (i, prev) in previous(inputs, in_force).into_iter().enumerate() {
         match prev {
             Ok(None) => {}
-            Err(()) => moved[i] = true,
+            Err(()) => lost[i] = true,
             Ok(Some(prev)) => {
-                if distance(&prev, &candidate.shares[i]) <= SAME_PLACEMENT {
-                    shares[i] = prev;
-                    continue;
-                }
                 let f = &inputs.functions[i];
                 let before = function_objective(inputs, f, &prev);
-                let after = function_objective(inputs, f, &candidate.shares[i]);
-                let gain = before - after;
-                if gain > rules.improvement_margin * before.abs() {
+                let gain = before - function_objective(inputs, f, &candidate.shares[i]);
+                let same = distance(&prev, &candidate.shares[i]) <= SAME_PLACEMENT;
+                if !same && gain > rules.improvement_margin * before.abs() {
                     wanted.push((i, gain));
-                } else {
-                    kept.push((i, gain));
                 }
+                standing[i] = Standing::Kept { gain, before, same };
                 shares[i] = prev;
             }
         }
@@ -111,76 +203,80 @@ pub fn stabilize(
     } else {
         0
     };
-    let mut held_back = kept.len();
-    for (rank, &(i, gain)) in wanted.iter().enumerate() {
-        if rank < cap {
-            shares[i] = candidate.shares[i].clone();
-            moved[i] = true;
-        } else {
-            kept.push((i, gain));
-            held_back += 1;
-        }
-    }
-    // Capacity: kept placements give way, largest gain first, host by host.
-    let capacity: Vec<f64> = inputs
-        .hosts
-        .iter()
-        .map(|h| h.pool_memory_bytes as f64 * (1.0 + 1e-9))
-        .collect();
-    let mut loads = host_loads(inputs, &shares);
-    let gain: BTreeMap<usize, f64> = kept.iter().copied().collect();
-    let mut kept_on: Vec<Vec<usize>> = vec![Vec::new(); inputs.hosts.len()];
-    for &(i, _) in &kept {
-        for &(h, _) in &shares[i] {
-            kept_on[h].push(i);
-        }
-    }
-    for list in &mut kept_on {
-        // Largest gain last, to pop first.
-        list.sort_by(|a, b| gain[a].total_cmp(&gain[b]));
-    }
-    let pool = |i: usize| inputs.functions[i].pool_bytes();
-    loop {
-        let mut changed = false;
-        for h in 0..loads.len() {
-            while loads[h] > capacity[h] {
-                let Some(i) = kept_on[h].pop() else { break };
-                if moved[i] {
-                    continue;
-                }
-                for &(g, x) in &shares[i] {
-                    loads[g] -= x * pool(i);
-                }
-                shares[i] = candidate.shares[i].clone();
-                for &(g, x) in &shares[i] {
-                    loads[g] += x * pool(i);
-                }
-                moved[i] = true;
-                held_back -= 1;
-                changed = true;
+    let mut keepers: Vec<Vec<usize>> = vec![Vec::new(); inputs.hosts.len()];
+    for (i, s) in shares.iter().enumerate() {
+        if matches!(standing[i], Standing::Kept { .. }) {
+            for &(h, _) in s {
+                keepers[h].push(i);
             }
         }
-        let over = (0..loads.len()).any(|h| loads[h] > capacity[h]);
-        if !over {
+    }
+    let order = |i: &usize| match standing[*i] {
+        Standing::Kept { gain, same, .. } => (!same, -gain),
+        _ => (true, 0.0),
+    };
+    for list in &mut keepers {
+        list.sort_by(|a, b| {
+            let (a, b) = (order(a), order(b));
+            a.0.cmp(&b.0).then(a.1.total_cmp(&b.1))
+        });
+    }
+    let mut s = Settling {
+        candidate: &candidate.shares,
+        pool: inputs.functions.iter().map(|f| f.pool_bytes()).collect(),
+        capacity: inputs
+            .hosts
+            .iter()
+            .map(|h| h.pool_memory_bytes as f64 * (1.0 + 1e-9))
+            .collect(),
+        loads: host_loads(inputs, &shares),
+        shares,
+        standing,
+        keepers,
+    };
+    // Capacity first: what no longer fits as it was gives way, whatever the cap.
+    let mut used = 0;
+    let everywhere: Vec<usize> = (0..inputs.hosts.len()).collect();
+    match s.make_room(everywhere, usize::MAX, &mut Vec::new()) {
+        Some(group) => used += group.counted,
+        // Only the free functions are left on some host: cannot be, the candidate fits.
+        None => {
+            for i in 0..n {
+                if matches!(s.standing[i], Standing::Kept { .. }) {
+                    s.take_candidate(i, true, &mut Vec::new());
+                }
+            }
+        }
+    }
+    for (i, gain) in wanted {
+        if used >= cap {
             break;
         }
-        if !changed {
-            // Kept placements alone cannot make room: the candidate fits by construction.
-            let previous_shares = shares;
-            for i in 0..n {
-                if distance(&previous_shares[i], &candidate.shares[i]) > SAME_PLACEMENT {
-                    moved[i] = true;
-                }
+        let Standing::Kept { before, .. } = s.standing[i] else {
+            continue; // already gave way
+        };
+        let mut undo = Vec::new();
+        s.take_candidate(i, true, &mut undo);
+        let hosts = candidate.shares[i].iter().map(|&(h, _)| h).collect();
+        match s.make_room(hosts, cap - used - 1, &mut undo) {
+            Some(group)
+                if gain + group.gain > rules.improvement_margin * (before + group.before).abs() =>
+            {
+                used += 1 + group.counted;
             }
-            return Stabilized {
-                shares: candidate.shares.clone(),
-                moved,
-                held_back: 0,
-            };
+            _ => s.undo(undo),
         }
     }
+    let moved: Vec<bool> = (0..n)
+        .map(|i| lost[i] || matches!(s.standing[i], Standing::Moved { counted: true }))
+        .collect();
+    let held_back = s
+        .standing
+        .iter()
+        .filter(|st| matches!(st, Standing::Kept { same: false, .. }))
+        .count();
     Stabilized {
-        shares,
+        shares: s.shares,
         moved,
         held_back,
     }

@@ -4,8 +4,8 @@
 //! - [`config`]: `[placement]` of the hub's configuration;
 //! - [`inputs`]: what a plan is made from (agents' demand reports, hosts, configuration);
 //! - [`objective`]: the cost a plan minimises, documented there;
-//! - [`solver`]: the fast regret-ordered greedy; [`exact`]: the exact min-cost flow it is
-//!   measured against;
+//! - [`solver`]: the fast regret-ordered greedy, improved by `exchange`; [`exact`]: the exact
+//!   min-cost flow it is measured against;
 //! - [`hysteresis`]: margin and move cap between plans;
 //! - [`plan`]: versioned plans in sled;
 //! - [`subsystem`]: the link handler (reports in, assignments out) and the re-plan loop;
@@ -14,6 +14,7 @@
 
 pub mod config;
 pub mod exact;
+mod exchange;
 pub mod hysteresis;
 pub mod inputs;
 pub mod objective;

@@ -116,27 +116,105 @@ pub fn host_loads(inputs: &Inputs, plan: &[Shares]) -> Vec<f64> {
     loads
 }
 
+/// Tier numbers the declared-latency table covers; any other tier indexes [`NO_TIER`].
+const TIERS: usize = 4;
+const NO_TIER: usize = TIERS;
+
 /// `k_fh` and `k_f0` for the solvers, with every per-host and per-function constant computed
-/// once (the same arithmetic as [`warm_terms`] and [`cold_cost`]).
+/// once (the same arithmetic as [`warm_terms`] and [`cold_cost`], so the same values to the
+/// last bit): the solvers price millions of (function, host) pairs per plan.
 pub struct Pricing<'a> {
     inputs: &'a Inputs,
     weights: super::inputs::Weights,
-    /// Per host: 1/capacity (∞ without capacity), price per byte·s, tier, RTT.
+    /// Declared round trip between two tier indices, NaN where none is declared.
+    declared: [[f64; TIERS + 1]; TIERS + 1],
+    /// Per host: 1/capacity (∞ without capacity), price per byte·s, tier index, RTT.
     inverse_capacity: Vec<f64>,
     price_per_byte: Vec<f64>,
-    tier: Vec<i32>,
+    tier: Vec<usize>,
     rtt: Vec<f64>,
     /// Per function: pool bytes, cold cost.
     bytes: Vec<f64>,
     cold: Vec<f64>,
+    /// Per host: the memory terms of `k_fh` per byte of pool, `w.resource_utilization / C_h
+    /// + w.cost · price_h` (∞ without capacity).
+    memory_unit: Vec<f64>,
+    /// Per function and tier of the host that serves it: the latency term of `k_fh` per
+    /// byte of pool, as `fixed + per_rtt · rtt_h` (see [`Pricing::unit`]).
+    latency_unit: Vec<LatencyTable>,
 }
+
+/// Per tier of the serving host: `(fixed, per_rtt)` of a function's latency term per byte.
+pub type LatencyTable = [(f64, f64); TIERS + 1];
 
 impl<'a> Pricing<'a> {
     pub fn new(inputs: &'a Inputs) -> Self {
         let hosts = &inputs.hosts;
+        let index = |tier: i32| {
+            usize::try_from(tier)
+                .ok()
+                .filter(|t| *t < TIERS)
+                .unwrap_or(NO_TIER)
+        };
+        let mut declared = [[f64::NAN; TIERS + 1]; TIERS + 1];
+        for (a, row) in declared.iter_mut().enumerate().take(TIERS) {
+            for (b, d) in row.iter_mut().enumerate().take(TIERS) {
+                if let Some(seconds) = inputs.declared_latency_s.get(a as i32, b as i32) {
+                    *d = seconds;
+                }
+            }
+        }
+        let weights = inputs.weights();
+        let tier: Vec<usize> = hosts.iter().map(|h| index(h.tier)).collect();
+        let rtt: Vec<f64> = hosts.iter().map(|h| h.rtt_s).collect();
+        let bytes: Vec<f64> = inputs.functions.iter().map(Function::pool_bytes).collect();
+        let memory_unit = hosts
+            .iter()
+            .enumerate()
+            .map(|(h, host)| {
+                if host.pool_memory_bytes > 0 {
+                    weights.resource_utilization / host.pool_memory_bytes as f64
+                        + weights.cost * inputs.price(h) / 1e9
+                } else {
+                    f64::INFINITY
+                }
+            })
+            .collect();
+        // Σ_o λ_o·d(o,h) splits by h's tier into what the declared latencies and the
+        // origins' own RTTs contribute, and the demand that also crosses h's RTT.
+        let latency_unit = inputs
+            .functions
+            .iter()
+            .zip(&bytes)
+            .map(|(f, &b)| {
+                let scale = if b > 0.0 {
+                    weights.user_latency / b
+                } else {
+                    0.0
+                };
+                let mut table = [(0.0, 0.0); TIERS + 1];
+                for (to, (fixed, per_rtt)) in table.iter_mut().enumerate() {
+                    for &(origin, rate) in &f.demand {
+                        let d = declared[tier[origin]][to];
+                        if d.is_nan() {
+                            *fixed += rate * rtt[origin];
+                            *per_rtt += rate;
+                        } else {
+                            *fixed += rate * d;
+                        }
+                    }
+                    *fixed *= scale;
+                    *per_rtt *= scale;
+                }
+                table
+            })
+            .collect();
         Self {
             inputs,
-            weights: inputs.weights(),
+            weights,
+            declared,
+            memory_unit,
+            latency_unit,
             inverse_capacity: hosts
                 .iter()
                 .map(|h| {
@@ -148,9 +226,9 @@ impl<'a> Pricing<'a> {
                 })
                 .collect(),
             price_per_byte: (0..hosts.len()).map(|h| inputs.price(h) / 1e9).collect(),
-            tier: hosts.iter().map(|h| h.tier).collect(),
-            rtt: hosts.iter().map(|h| h.rtt_s).collect(),
-            bytes: inputs.functions.iter().map(Function::pool_bytes).collect(),
+            tier,
+            rtt,
+            bytes,
             cold: inputs
                 .functions
                 .iter()
@@ -164,15 +242,19 @@ impl<'a> Pricing<'a> {
     }
 
     /// `k_fh`.
+    #[inline]
     pub fn warm(&self, f: usize, h: usize) -> f64 {
         let w = &self.weights;
-        let declared = &self.inputs.declared_latency_s;
+        let to = self.tier[h];
         let mut waiting = 0.0;
         for &(origin, rate) in &self.inputs.functions[f].demand {
             if origin != h {
-                let d = declared
-                    .get(self.tier[origin], self.tier[h])
-                    .unwrap_or(self.rtt[origin] + self.rtt[h]);
+                let declared = self.declared[self.tier[origin]][to];
+                let d = if declared.is_nan() {
+                    self.rtt[origin] + self.rtt[h]
+                } else {
+                    declared
+                };
                 waiting += rate * d;
             }
         }
@@ -190,5 +272,62 @@ impl<'a> Pricing<'a> {
     /// `k_f0`.
     pub fn cold(&self, f: usize) -> f64 {
         self.cold[f]
+    }
+
+    /// `k_fh` per byte of `f`'s pool, from the per-tier tables: the same value as
+    /// `warm(f, h) / bytes(f)` up to rounding, at a fraction of the price — the solver's
+    /// exchanges compare millions of these. Without pool bytes, the latency term is left out.
+    #[inline]
+    pub fn unit(&self, f: usize, h: usize) -> f64 {
+        let to = self.tier[h];
+        let mut unit = Self::unit_away(&self.latency_unit[f], to, self.rtt[h], self.memory_unit[h]);
+        for &(origin, rate) in &self.inputs.functions[f].demand {
+            if origin == h {
+                // No round trip for what arrives on the host itself.
+                let declared = self.declared[to][to];
+                let d = if declared.is_nan() {
+                    2.0 * self.rtt[h]
+                } else {
+                    declared
+                };
+                let b = self.bytes[f];
+                if b > 0.0 {
+                    unit -= self.weights.user_latency * rate * d / b;
+                }
+            }
+        }
+        unit
+    }
+
+    /// The memory terms of `k_fh` per byte of pool: the least any function costs on `h`.
+    pub fn memory_unit(&self, h: usize) -> f64 {
+        self.memory_unit[h]
+    }
+
+    /// [`Pricing::unit`] of `f` on a host with tier index `tier`, `rtt` and `memory_unit`
+    /// that is not one of `f`'s origins, from `f`'s latency table.
+    #[inline]
+    pub fn unit_away(table: &LatencyTable, tier: usize, rtt: f64, memory_unit: f64) -> f64 {
+        let (fixed, per_rtt) = table[tier];
+        fixed + per_rtt * rtt + memory_unit
+    }
+
+    pub fn latency_table(&self, f: usize) -> &LatencyTable {
+        &self.latency_unit[f]
+    }
+
+    /// Host `h`'s tier index and RTT, as [`Pricing::unit_away`] takes them.
+    pub fn site(&self, h: usize) -> (usize, f64) {
+        (self.tier[h], self.rtt[h])
+    }
+
+    /// Where `f`'s demand arrives: (origin host, invocations/s).
+    pub fn origins(&self, f: usize) -> &[(usize, f64)] {
+        &self.inputs.functions[f].demand
+    }
+
+    /// `k_f0` per byte of `f`'s pool.
+    pub fn cold_unit(&self, f: usize) -> f64 {
+        self.cold[f] / self.bytes[f]
     }
 }

@@ -274,3 +274,46 @@ fn the_fast_solver_stays_close_to_the_exact_optimum_on_small_fleets() {
     }
     assert!(worst < 0.02, "worst gap {:.2}%", worst * 100.0);
 }
+
+#[test]
+fn a_move_that_pushes_another_function_out_counts_both_against_the_cap() {
+    // The edge holds one of `api` and `feed`; the plan in force keeps `feed` there, the
+    // solver prefers `api`. Swapping them is two moves.
+    let mut inputs = fleet(1000 * MB);
+    inputs.functions = vec![
+        function("feed", 0, 20.0, 0.001, 768, 0.5),
+        function("api", 0, 100.0, 0.001, 768, 0.5),
+        function("report", 0, 0.02, 2.0, 4096, 0.0),
+        function("batch", 0, 0.05, 2.0, 2048, 0.0),
+    ];
+    let mut in_force = make_plan(&inputs, None, &NO_RULES, "first", 0);
+    assert_eq!(mostly_on(&in_force, "api"), ["edge-1"]);
+    in_force.functions.get_mut("feed").unwrap().hosts = vec![("edge-1".into(), 1.0)];
+    in_force.functions.get_mut("api").unwrap().hosts = vec![("cloud-1".into(), 1.0)];
+    let within_capacity = |plan: &super::Plan| {
+        let loads = objective::host_loads(&inputs, &plan.shares_in(&inputs));
+        loads
+            .iter()
+            .zip(&inputs.hosts)
+            .all(|(load, h)| *load <= h.pool_memory_bytes as f64 * (1.0 + 1e-9))
+    };
+    // One move allowed (a quarter of four functions): the swap waits; `feed` may leave the
+    // crowded edge on its own.
+    let one = Rules {
+        improvement_margin: 0.05,
+        max_moved_share: 0.25,
+    };
+    let plan = make_plan(&inputs, Some(&in_force), &one, "interval", 0);
+    assert!(plan.moved <= 1, "{} moved: {plan:?}", plan.moved);
+    assert_eq!(mostly_on(&plan, "api"), ["cloud-1"]);
+    assert!(within_capacity(&plan));
+    // Two allowed: it happens whole.
+    let two = Rules {
+        max_moved_share: 0.5,
+        ..one
+    };
+    let plan = make_plan(&inputs, Some(&in_force), &two, "interval", 0);
+    assert_eq!(plan.moved, 2, "{plan:?}");
+    assert_eq!(mostly_on(&plan, "api"), ["edge-1"]);
+    assert!(within_capacity(&plan));
+}
