@@ -43,9 +43,21 @@ pub async fn run(config: AgentConfig) -> Result<()> {
     let mut int = tokio::signal::unix::signal(SignalKind::interrupt())?;
     let agent_id = config.agent_id();
     info!(agent = %agent_id, tier = ?config.agent.tier, version = env!("CARGO_PKG_VERSION"), "starting");
-    let layout = CgroupLayout::detect(config.cgroup.v2_mount.as_deref(), &config.cgroup.subtree)?;
+    let mut layout =
+        CgroupLayout::detect(config.cgroup.v2_mount.as_deref(), &config.cgroup.subtree)?;
+    if let Some(own) = layout
+        .adopt_delegation()
+        .context("moving into the delegated cgroup")?
+    {
+        info!(cgroup = %own.display(), "own cgroup delegated: the agent runs in agent/ and keeps its instance cgroups below it");
+    }
+    if crate::runtime::process::instances_keep_capabilities() {
+        warn!(
+            "no CAP_SETPCAP: function instances keep the agent's capabilities (the systemd unit grants it so that they run with none)"
+        );
+    }
     info!(
-        v2 = %layout.v2.display(),
+        v2 = %layout.v2_root().display(),
         v1_memory = ?layout.v1_memory,
         v2_memory = layout.v2_memory,
         "cgroup hierarchies"

@@ -5,6 +5,12 @@
 //! has no memory controller, the v1 memory controller. Each instance gets its own cgroup
 //! `<subtree>/<function>/<instance>`; its v2 id (the directory's inode) is what the eBPF
 //! programs see from `bpf_get_current_cgroup_id()`.
+//!
+//! Under systemd with `Delegate=yes` the agent's own cgroup is delegated to it (systemd marks
+//! it with the `trusted.delegate` extended attribute): the agent then moves itself into a leaf
+//! `agent/` of that cgroup — cgroup v2 lets only leaves hold processes once controllers are
+//! enabled below — and keeps `<subtree>` under its own cgroup instead of at the root, so its
+//! instances are accounted to, and stopped with, its unit.
 
 use std::{
     fs,
@@ -68,6 +74,9 @@ fn unescape(s: &str) -> String {
 pub struct CgroupLayout {
     /// Mount point of cgroup v2.
     pub v2: PathBuf,
+    /// The cgroup the agent's folder is in, relative to `v2`: empty for the root, or the
+    /// agent's own cgroup when it is delegated ([`CgroupLayout::adopt_delegation`]).
+    pub v2_parent: PathBuf,
     /// Mount point of the v1 memory controller, used when v2 has no memory controller.
     pub v1_memory: Option<PathBuf>,
     /// Whether the v2 hierarchy offers the memory controller.
@@ -112,15 +121,38 @@ impl CgroupLayout {
             .map(|m| m.mount_point.clone());
         Ok(Self {
             v2,
+            v2_parent: PathBuf::new(),
             v1_memory,
             v2_memory,
             subtree: subtree.to_string(),
         })
     }
 
+    /// When the agent's own v2 cgroup is delegated to it, moves the agent into its leaf
+    /// `agent/` and puts the agent's folder under its own cgroup; returns that cgroup.
+    /// `None` (nothing changed) when the agent runs in the root cgroup or in one not delegated.
+    pub fn adopt_delegation(&mut self) -> Result<Option<PathBuf>> {
+        let text = fs::read_to_string("/proc/self/cgroup").context("reading /proc/self/cgroup")?;
+        let Some(own) = own_v2_cgroup(&text) else {
+            return Ok(None);
+        };
+        let dir = self.v2.join(&own);
+        if own.as_os_str().is_empty() || !is_delegated(&dir) {
+            return Ok(None);
+        }
+        let leaf = dir.join("agent");
+        fs::create_dir_all(&leaf).with_context(|| format!("creating {}", leaf.display()))?;
+        write_file(&leaf.join("cgroup.procs"), &std::process::id().to_string())?;
+        self.v2_memory = fs::read_to_string(dir.join("cgroup.controllers"))
+            .map(|c| c.split_whitespace().any(|c| c == "memory"))
+            .unwrap_or(false);
+        self.v2_parent = own;
+        Ok(Some(dir))
+    }
+
     /// The agent's v2 folder.
     pub fn v2_root(&self) -> PathBuf {
-        self.v2.join(&self.subtree)
+        self.v2.join(&self.v2_parent).join(&self.subtree)
     }
 
     fn v1_root(&self) -> Option<PathBuf> {
@@ -169,7 +201,7 @@ impl CgroupLayout {
     }
 
     fn enable_v2_memory(&self, function: &str) -> Result<()> {
-        let mut dir = self.v2.clone();
+        let mut dir = self.v2.join(&self.v2_parent);
         for part in [self.subtree.as_str(), function] {
             write_file(&dir.join("cgroup.subtree_control"), "+memory")?;
             dir = dir.join(part);
@@ -231,6 +263,36 @@ impl InstanceCgroup {
         }
         Ok(())
     }
+}
+
+/// The process's cgroup v2 path from `/proc/self/cgroup` text (the `0::PATH` line), relative
+/// to the v2 mount (empty for the root).
+fn own_v2_cgroup(text: &str) -> Option<PathBuf> {
+    let path = text.lines().find_map(|l| l.strip_prefix("0::"))?;
+    Some(PathBuf::from(path.trim().trim_start_matches('/')))
+}
+
+/// Whether systemd delegated the cgroup `dir` (`trusted.delegate` or `user.delegate` = 1;
+/// reading `trusted.*` takes CAP_SYS_ADMIN, which the agent's unit does not grant, so the
+/// agent under systemd reads `user.delegate`, set by systemd 252 and later).
+fn is_delegated(dir: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt as _;
+    let Ok(path) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else {
+        return false;
+    };
+    [c"trusted.delegate", c"user.delegate"].iter().any(|name| {
+        let mut value = [0u8; 8];
+        // SAFETY: both strings are NUL-terminated and the buffer's length is passed.
+        let n = unsafe {
+            libc::getxattr(
+                path.as_ptr(),
+                name.as_ptr(),
+                value.as_mut_ptr().cast(),
+                value.len(),
+            )
+        };
+        n > 0 && value[..n as usize] == *b"1"
+    })
 }
 
 fn field(text: &str, name: &str) -> Option<u64> {
@@ -296,6 +358,19 @@ mod tests {
 40 35 0:35 / /sys/fs/cgroup/memory rw,nosuid - cgroup cgroup rw,memory
 41 35 0:36 / /sys/fs/cgroup/cpu\\040x rw - cgroup cgroup rw,cpu
 ";
+
+    #[test]
+    fn the_own_v2_cgroup_is_the_unified_line_of_proc_self_cgroup() {
+        let hybrid = "9:name=systemd:/system.slice/synapse-agent.service\n\
+                      1:memory:/system.slice/synapse-agent.service\n\
+                      0::/system.slice/synapse-agent.service\n";
+        assert_eq!(
+            own_v2_cgroup(hybrid),
+            Some(PathBuf::from("system.slice/synapse-agent.service"))
+        );
+        assert_eq!(own_v2_cgroup("0::/\n"), Some(PathBuf::new()));
+        assert_eq!(own_v2_cgroup("4:pids:/\n"), None, "v1 only");
+    }
 
     #[test]
     fn hybrid_layout_finds_unified_v2_and_v1_memory() {

@@ -46,8 +46,8 @@ pub fn spawn(
     if let Some(dir) = &spec.working_dir {
         cmd.current_dir(dir);
     }
-    // SAFETY: the closure only makes async-signal-safe calls (getpid, write) on fds opened
-    // before the fork, and touches no allocator.
+    // SAFETY: the closure only makes async-signal-safe calls (getpid, write, prctl) on fds
+    // opened before the fork, and touches no allocator.
     unsafe {
         cmd.pre_exec(move || {
             let mut buf = [0u8; 12];
@@ -57,6 +57,7 @@ pub fn spawn(
                     return Err(std::io::Error::last_os_error());
                 }
             }
+            drop_capabilities();
             Ok(())
         });
     }
@@ -65,6 +66,47 @@ pub fn spawn(
         .with_context(|| format!("starting {} for function {}", command.display(), spec.name))?;
     drop(procs);
     Ok(child)
+}
+
+/// Empties the bounding and ambient capability sets of the process about to exec an instance:
+/// the agent runs as root, and a root process gains at exec every capability left in its
+/// bounding set, so without this an instance would hold the agent's own (CAP_BPF and the
+/// rest). Needs CAP_SETPCAP (the systemd unit grants it for this); without it the sets stay
+/// as they are and [`instances_keep_capabilities`] says so once at start. Async-signal-safe:
+/// prctl only (called between fork and exec).
+fn drop_capabilities() {
+    // Beyond the kernel's last capability prctl answers EINVAL: harmless.
+    for cap in 0..64 {
+        // SAFETY: plain syscall with integer arguments.
+        unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap, 0, 0, 0) };
+    }
+    // SAFETY: as above.
+    unsafe {
+        libc::prctl(
+            libc::PR_CAP_AMBIENT,
+            libc::PR_CAP_AMBIENT_CLEAR_ALL,
+            0,
+            0,
+            0,
+        )
+    };
+}
+
+/// Whether instances will keep capabilities: the agent has a non-empty bounding set but no
+/// CAP_SETPCAP to empty it for them (see [`drop_capabilities`]).
+pub fn instances_keep_capabilities() -> bool {
+    const CAP_SETPCAP: u64 = 1 << 8;
+    let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
+        return false;
+    };
+    let mask = |field: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(field))
+            .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+            .unwrap_or(0)
+    };
+    mask("CapBnd:") != 0 && mask("CapEff:") & CAP_SETPCAP == 0
 }
 
 /// Writes `pid` in decimal into `buf`, returns the length. No allocation (used after fork).
