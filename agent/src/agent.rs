@@ -173,6 +173,7 @@ pub async fn run(config: AgentConfig) -> Result<()> {
         let data = crate::learning::StoreMinutes {
             store: store.clone(),
             window: config.learning.window,
+            interval: config.telemetry.interval,
             max_pairs: config.learning.max_pairs,
         };
         let learner = crate::learning::Learner::new(model.clone(), data, control.to_hub());

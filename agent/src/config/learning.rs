@@ -11,8 +11,8 @@ pub struct LearningConfig {
     /// Answer the hub's training rounds and take the model versions it offers (needs a
     /// `[link]`). Default true.
     pub enabled: bool,
-    /// The recent data a round's gradient is computed on: the last minutes of every function.
-    /// Default `2h`.
+    /// The recent data a round's gradient is computed on: the last telemetry intervals of
+    /// every function (one interval is one of the model's minutes). Default `2h`.
     #[serde(with = "humantime_serde")]
     pub window: Duration,
     /// At most this many training pairs per round (evenly thinned beyond). Default 20000.

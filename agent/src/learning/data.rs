@@ -17,26 +17,29 @@ pub trait TrainingData: Send {
     fn pairs(&mut self) -> Vec<Pair>;
 }
 
-/// The live agent's per-minute invocation counts of the last `window`, from its store.
+/// The live agent's invocation counts of the last `window`, from its store, one telemetry
+/// `interval` per model minute — the clock the live pool policies run on, so that an agent
+/// with a short interval trains on what its forecasters see. Only intervals the agent
+/// observed are targets; before its first one the history counts as none.
 pub struct StoreMinutes {
     pub store: Arc<Store>,
     pub window: Duration,
+    pub interval: Duration,
     pub max_pairs: usize,
 }
-
-const MINUTE_MS: i64 = 60_000;
 
 impl TrainingData for StoreMinutes {
     fn pairs(&mut self) -> Vec<Pair> {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as i64);
-        let window = (self.window.as_millis() as i64 / MINUTE_MS).max(1) as usize;
+        let minute_ms = (self.interval.as_millis() as i64).max(1);
+        let window = (self.window.as_millis() as i64 / minute_ms).clamp(1, MAX_WINDOW) as usize;
         let minutes = window + HISTORY;
-        // Whole minutes only: the current one is still being counted.
-        let end = now.div_euclid(MINUTE_MS) * MINUTE_MS;
-        let since = end - minutes as i64 * MINUTE_MS;
-        let first_minute_of_day = (since.div_euclid(MINUTE_MS).rem_euclid(1440)) as u32;
+        // Whole intervals only: the current one is still being counted.
+        let end = now.div_euclid(minute_ms) * minute_ms;
+        let since = end - minutes as i64 * minute_ms;
+        let first_minute_of_day = (since.div_euclid(minute_ms).rem_euclid(1440)) as u32;
         let functions = match self.store.functions() {
             Ok(functions) => functions,
             Err(e) => {
@@ -54,19 +57,33 @@ impl TrainingData for StoreMinutes {
                 }
             };
             let mut counts = vec![0.0; minutes];
+            let mut observed = vec![false; minutes];
             for iv in intervals.iter().filter(|iv| iv.start_unix_ms < end) {
-                let minute = ((iv.start_unix_ms - since) / MINUTE_MS) as usize;
+                let minute = ((iv.start_unix_ms - since) / minute_ms) as usize;
                 if let Some(c) = counts.get_mut(minute) {
                     *c += iv.invocations as f64;
+                    observed[minute] = true;
                 }
             }
-            if counts.iter().any(|&c| c > 0.0) {
-                pairs.extend(pairs_of(&counts, first_minute_of_day, HISTORY..minutes));
+            if counts.iter().any(|&c| c > 0.0)
+                && let Some(first) = observed.iter().position(|&o| o)
+            {
+                // Targets from the second observed interval on (the first has no history).
+                pairs.extend(
+                    pairs_of(&counts, first_minute_of_day, first + 1..minutes)
+                        .into_iter()
+                        .zip(&observed[first + 1..])
+                        .filter(|(_, seen)| **seen)
+                        .map(|(pair, _)| pair),
+                );
             }
         }
         thin(pairs, self.max_pairs)
     }
 }
+
+/// Most telemetry intervals a round's window spans (a day of one-second intervals).
+const MAX_WINDOW: i64 = 86_400;
 
 /// A slice of a recorded trace replayed with a virtual clock.
 pub struct ReplayedMinutes {

@@ -103,18 +103,30 @@ fn parse_functions(text: &str) -> Result<FunctionPart, String> {
     Ok(FunctionPart::EveryNth { index, of })
 }
 
+/// Two numbers `X{sep}Y` named `names` (for the messages), with `example` shown when the
+/// separator is missing.
+fn parse_pair(
+    text: &str,
+    sep: &str,
+    names: (&str, &str),
+    example: &str,
+) -> Result<(usize, usize), String> {
+    let (x, y) = text.split_once(sep).ok_or_else(|| {
+        format!(
+            "`{text}`: expected {}{sep}{}, e.g. {example}",
+            names.0, names.1
+        )
+    })?;
+    let number = |v: &str, name: &str| {
+        v.trim()
+            .parse::<usize>()
+            .map_err(|e| format!("{name} in `{text}`: {e}"))
+    };
+    Ok((number(x, names.0)?, number(y, names.1)?))
+}
+
 fn parse_part(text: &str) -> Result<(usize, usize), String> {
-    let (k, n) = text
-        .split_once('/')
-        .ok_or_else(|| format!("`{text}`: expected K/N, e.g. 0/2"))?;
-    let (k, n) = (
-        k.trim()
-            .parse::<usize>()
-            .map_err(|e| format!("K in `{text}`: {e}"))?,
-        n.trim()
-            .parse::<usize>()
-            .map_err(|e| format!("N in `{text}`: {e}"))?,
-    );
+    let (k, n) = parse_pair(text, "/", ("K", "N"), "0/2")?;
     if n == 0 || k >= n {
         return Err(format!("`{text}`: need 0 <= K < N"));
     }
@@ -122,17 +134,7 @@ fn parse_part(text: &str) -> Result<(usize, usize), String> {
 }
 
 fn parse_range(text: &str) -> Result<(usize, usize), String> {
-    let (a, b) = text
-        .split_once("..")
-        .ok_or_else(|| format!("`{text}`: expected A..B, e.g. 0..240"))?;
-    let (a, b) = (
-        a.trim()
-            .parse::<usize>()
-            .map_err(|e| format!("A in `{text}`: {e}"))?,
-        b.trim()
-            .parse::<usize>()
-            .map_err(|e| format!("B in `{text}`: {e}"))?,
-    );
+    let (a, b) = parse_pair(text, "..", ("A", "B"), "0..240")?;
     if a >= b {
         return Err(format!("`{text}`: need A < B"));
     }

@@ -194,6 +194,23 @@ impl RolloutEngine {
     /// rollouts that select it.
     pub fn desired(&self, agent: &str) -> Result<BTreeMap<Target, Desired>, RolloutError> {
         let mut desired = self.inner.store.settled(agent)?;
+        // A host no rollout listed (it joined after they started) takes what the newest
+        // succeeded rollout whose selector matches it gave every host it listed — unless a
+        // newer ended rollout listed it.
+        if let Some(host) = self.hosts()?.into_iter().find(|h| h.id == agent) {
+            let mut decided = std::collections::BTreeSet::new();
+            for rollout in self.inner.store.history(None, usize::MAX)? {
+                if rollout.state.is_active() || decided.contains(&rollout.target) {
+                    continue;
+                }
+                if rollout.order.iter().any(|(h, _)| h == agent) {
+                    decided.insert(rollout.target.clone());
+                } else if rollout.state == State::Succeeded && rollout.selector.matches(&host) {
+                    desired.insert(rollout.target.clone(), rollout.new.clone());
+                    decided.insert(rollout.target.clone());
+                }
+            }
+        }
         for rollout in self.inner.store.all_active()? {
             if let Some(d) = rollout.desired_for(agent) {
                 desired.insert(rollout.target.clone(), d);

@@ -95,23 +95,26 @@ impl Fleet {
     }
 
     fn start(&self, version: &str) -> Rollout {
-        self.engine
-            .start(StartRequest {
-                target: Target::Function("fn-a".into()),
-                new: Desired {
-                    version: version.into(),
-                    payload: format!(
-                        "name = \"fn-a\"\nversion = \"{version}\"\ncommand = \"/bin/fn\"\n"
-                    ),
-                    sha256: String::new(),
-                },
-                selector: Default::default(),
-                steps: Some(vec!["1/tier".into(), "50%".into(), "100%".into()]),
-                bake: Some(Duration::from_millis(BAKE_MS as u64)),
-                who: "alice".into(),
-                reason: "new build".into(),
-            })
-            .unwrap()
+        self.engine.start(self.spec(version)).unwrap()
+    }
+
+    /// A rollout of fn-a at `version` to every host: a canary per tier, half, all.
+    fn spec(&self, version: &str) -> StartRequest {
+        StartRequest {
+            target: Target::Function("fn-a".into()),
+            new: Desired {
+                version: version.into(),
+                payload: format!(
+                    "name = \"fn-a\"\nversion = \"{version}\"\ncommand = \"/bin/fn\"\n"
+                ),
+                sha256: String::new(),
+            },
+            selector: Default::default(),
+            steps: Some(vec!["1/tier".into(), "50%".into(), "100%".into()]),
+            bake: Some(Duration::from_millis(BAKE_MS as u64)),
+            who: "alice".into(),
+            reason: "new build".into(),
+        }
     }
 
     fn rollout(&self, id: &str) -> Rollout {
@@ -194,6 +197,61 @@ fn a_good_version_goes_through_every_step() {
         );
     }
     assert!(fleet.engine.active().unwrap().is_empty());
+
+    // A host that joins afterwards runs what the rollout gave every host.
+    let hello = Hello {
+        agent_id: "edge-3".into(),
+        tier: 1,
+        ..Default::default()
+    };
+    fleet
+        .registry
+        .connect(&hello, 1, 10, Duration::ZERO)
+        .unwrap();
+    assert_eq!(
+        fleet.engine.desired("edge-3").unwrap()[&r.target].version,
+        "2"
+    );
+}
+
+#[test]
+fn a_late_host_outside_a_succeeded_rollouts_selector_gets_nothing_from_it() {
+    let mut fleet = Fleet::new();
+    let mut spec = fleet.spec("2");
+    spec.selector.tiers = vec![2];
+    let id = fleet.engine.start(spec).unwrap().id;
+    let mut now = registry_now();
+    fleet.engine.tick(now).unwrap();
+    for _ in 0..4 {
+        fleet.agents_apply();
+        fleet.everyone_served(&[]);
+        now += BAKE_MS;
+        fleet.engine.tick(now).unwrap();
+    }
+    let r = fleet.rollout(&id);
+    assert_eq!(r.state, State::Succeeded, "{:#?}", r.history);
+    for (agent, tier) in [("regional-2", 2), ("edge-3", 1)] {
+        let hello = Hello {
+            agent_id: agent.into(),
+            tier,
+            ..Default::default()
+        };
+        fleet
+            .registry
+            .connect(&hello, 1, 20, Duration::ZERO)
+            .unwrap();
+    }
+    assert_eq!(
+        fleet.engine.desired("regional-2").unwrap()[&r.target].version,
+        "2"
+    );
+    assert!(
+        !fleet
+            .engine
+            .desired("edge-3")
+            .unwrap()
+            .contains_key(&r.target)
+    );
 }
 
 #[test]
