@@ -34,6 +34,8 @@ use crate::{
 const LINK_QUEUE: usize = 1024;
 /// Invocation records the telemetry loop may lag behind by.
 const RECORDS_QUEUE: usize = 65_536;
+/// Longest wait for the invocations in flight at a stop (systemd's TimeoutStopSec is 30 s).
+const DRAIN_LIMIT: std::time::Duration = std::time::Duration::from_secs(15);
 /// Closed intervals the pool planners may lag behind by.
 const CLOSED_QUEUE: usize = 64;
 
@@ -146,15 +148,30 @@ pub async fn run(config: AgentConfig) -> Result<()> {
         stop_rx.clone(),
     ));
     let gateway = crate::gateway::bind(config.gateway.listen)?;
-    tasks.spawn(crate::gateway::serve_with_remote(
+    // The gateway stops first (see the end of this function), so it has a signal of its own
+    // and says when it has drained.
+    let (drain_tx, drain_rx) = watch::channel(false);
+    let (drained_tx, drained_rx) = tokio::sync::oneshot::channel::<()>();
+    let serving = crate::gateway::serve_with_remote(
         gateway,
         config.gateway.threads,
         runtime.clone(),
         metrics.clone(),
         records_tx,
         remote.clone(),
-        stop_rx.clone(),
-    ));
+        drain_rx,
+    );
+    tasks.spawn(async move {
+        let served = serving.await;
+        let _ = drained_tx.send(());
+        served
+    });
+    let longest_invocation = config
+        .functions
+        .iter()
+        .map(|f| f.invocation_timeout)
+        .max()
+        .unwrap_or_default();
     // Subsystems that talk to the hub subscribe to their control frames here, before the
     // link starts.
     let mut control = crate::control::ControlBus::default();
@@ -267,6 +284,14 @@ pub async fn run(config: AgentConfig) -> Result<()> {
         Some(done) = tasks.join_next() => Some(done),
     };
     systemd.stopping();
+    // The gateway first: it stops accepting and finishes the invocations in flight while their
+    // instances still run (a stop never fails an invocation it took; one forwarded here from
+    // another tier after the listener closed is served there instead). Then everything else.
+    let _ = drain_tx.send(true);
+    let drain_limit = longest_invocation.min(DRAIN_LIMIT) + std::time::Duration::from_secs(1);
+    if tokio::time::timeout(drain_limit, drained_rx).await.is_err() {
+        warn!("the gateway did not drain within {drain_limit:?}; stopping the instances anyway");
+    }
     let _ = stop_tx.send(true);
     while managers.join_next().await.is_some() {}
     // The collector reads the last events of the stopped instances before it closes.
