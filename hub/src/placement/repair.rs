@@ -100,11 +100,11 @@ impl Fleet<'_> {
             }
         }
         let mut counted = Vec::new();
-        for h in 0..hosts {
+        for (h, here) in on_host.iter().enumerate() {
             if self.loads[h] <= self.capacity[h] {
                 continue;
             }
-            let mut residents: Vec<Resident> = on_host[h]
+            let mut residents: Vec<Resident> = here
                 .iter()
                 .filter_map(|&f| {
                     let x = self.shares[f].iter().find(|p| p.0 == h)?.1;
