@@ -6,7 +6,9 @@
 //! regional agent, marked as forwarded. When the regional agent is lost the hub re-plans at
 //! once, and the edge's invocations are answered from the cloud. No invocation fails on the
 //! way. `api` initialises for 200 ms, so its cold start (measured by eBPF) costs users more
-//! than a forwarding round trip. Runs as root.
+//! than a forwarding round trip; it works 150 ms per invocation and four users call it at
+//! once, so the plan counts on more than one warm instance: the regional agent, which gains
+//! it, is told so and warms that many — more than its `min_warm`. Runs as root.
 
 mod common;
 
@@ -95,7 +97,7 @@ fn start_agent(dir: &Path, id: &str, tier: &str, link: u16, pool_mb: u64) -> Age
     let config = format!(
         "[link]\nhub = \"127.0.0.1:{link}\"\nca = \"{ca}/ca.pem\"\ncert = \"{ca}/{id}.pem\"\nkey = \"{ca}/{id}.key\"\n\n\
          [placement]\nmemory_mb = {pool_mb}\nhandover_timeout = \"20s\"\n\n\
-         [[functions]]\nname = \"api\"\ncommand = \"{SAMPLE_FN}\"\nargs = [\"--init-ms\", \"200\"]\nmemory_mb = 128\nmin_warm = 1\n\
+         [[functions]]\nname = \"api\"\ncommand = \"{SAMPLE_FN}\"\nargs = [\"--init-ms\", \"200\", \"--work-ms\", \"150\"]\nmemory_mb = 128\nmin_warm = 1\n\
          keep_alive = \"2s\"\nkeep_alive_min = \"1s\"\n",
         ca = ca.display()
     );
@@ -131,6 +133,41 @@ fn placed_on(d: &Path, console: u16, function: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// The log without terminal colours.
+fn strip_ansi(log: &str) -> String {
+    let mut out = String::with_capacity(log.len());
+    let mut chars = log.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The lines that say `message`, with the number each logs as `field=N`.
+fn logged(log: &str, message: &str, field: &str) -> Vec<(String, u64)> {
+    strip_ansi(log)
+        .lines()
+        .filter(|l| l.contains(message))
+        .filter_map(|line| {
+            let (_, after) = line.split_once(&format!("{field}="))?;
+            let n = after
+                .split(|c: char| !c.is_ascii_digit())
+                .next()?
+                .parse()
+                .ok()?;
+            Some((line.to_owned(), n))
+        })
+        .collect()
+}
+
 #[test]
 fn the_plan_reaches_the_agents_pools_follow_and_the_edge_forwards_to_the_warm_tier() {
     require_root();
@@ -162,23 +199,41 @@ fn the_plan_reaches_the_agents_pools_follow_and_the_edge_forwards_to_the_warm_ti
         .spawn()
         .unwrap());
     let edge = Arc::new(start_agent(d, "edge-1", "edge", link, 0));
-    let regional = start_agent(d, "regional-1", "regional", link, 4000);
-    let cloud = start_agent(d, "cloud-1", "cloud", link, 64_000);
     let hub_log = || std::fs::read_to_string(d.join("hub.log")).unwrap_or_default();
 
-    // The edge's users: about 20 invocations a second, every answer kept.
+    // The edge's users: four at once, each calling again 50 ms after an answer (about 15
+    // invocations a second, 2 to 3 in flight), every answer kept; three of them leave once the
+    // regional pool is warm, the steady one stays to the end.
     let stop = Arc::new(AtomicBool::new(false));
+    let burst_over = Arc::new(AtomicBool::new(false));
     let replies: Arc<Mutex<Vec<Reply>>> = Arc::default();
-    let users = std::thread::spawn({
-        let (edge, stop, replies) = (edge.clone(), stop.clone(), replies.clone());
-        move || {
-            while !stop.load(Ordering::Relaxed) {
-                let reply = edge.invoke("api", "", b"x");
-                replies.lock().unwrap().push(reply);
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        }
+    let users: Vec<_> = (0..4)
+        .map(|user| {
+            let stop = if user == 0 {
+                stop.clone()
+            } else {
+                burst_over.clone()
+            };
+            std::thread::spawn({
+                let (edge, stop, replies) = (edge.clone(), stop, replies.clone());
+                move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        let reply = edge.invoke("api", "", b"x");
+                        replies.lock().unwrap().push(reply);
+                        std::thread::sleep(Duration::from_millis(50));
+                    }
+                }
+            })
+        })
+        .collect();
+    // The edge alone measures its users' demand first: the plan counts on more than one
+    // warm instance of `api` before the other tiers join.
+    edge.wait_until("the plan counts on two instances of api", |_| {
+        let explained = ctl(d, console, &["placement", "explain", "api"]);
+        explained["instances"].as_f64().unwrap_or(0.0) >= 2.0
     });
+    let regional = start_agent(d, "regional-1", "regional", link, 4000);
+    let cloud = start_agent(d, "cloud-1", "cloud", link, 64_000);
     let forwarded_to = |who: &str| {
         replies
             .lock()
@@ -196,6 +251,18 @@ fn the_plan_reaches_the_agents_pools_follow_and_the_edge_forwards_to_the_warm_ti
     edge.wait_until("an edge invocation answered by the regional agent", |_| {
         forwarded_to("regional-1")
     });
+    // Pre-warm the new: the regional agent, which gained `api`, was told the instances the
+    // plan counts on there and holds them, more than its `min_warm` of 1.
+    let gained = logged(&regional.log(), "function gained", "warm_instances");
+    assert!(
+        gained.iter().any(|(_, n)| *n >= 2),
+        "regional warm-up: {gained:?}\n{}",
+        regional.log()
+    );
+    edge.wait_until("the regional pool holds the plan's instances", |_| {
+        ready(&regional, "api") >= 2
+    });
+    burst_over.store(true, Ordering::Relaxed);
     edge.wait_until(
         "the cloud, which kept api warm before the plan, retires its pool",
         |_| ready(&cloud, "api") == 0,
@@ -235,7 +302,10 @@ fn the_plan_reaches_the_agents_pools_follow_and_the_edge_forwards_to_the_warm_ti
         replies.lock().unwrap().len() > answered_before + 20
     });
     stop.store(true, Ordering::Relaxed);
-    users.join().unwrap();
+    burst_over.store(true, Ordering::Relaxed);
+    for user in users {
+        user.join().unwrap();
+    }
 
     let replies = replies.lock().unwrap();
     let failed: Vec<&Reply> = replies.iter().filter(|r| r.status != 200).collect();

@@ -21,8 +21,8 @@ fn main() {
     };
     println!("plan time (solve + hysteresis), best and median of {repeat}:");
     println!(
-        "{:>10} {:>7} {:>10} {:>10} {:>8} {:>8}",
-        "functions", "hosts", "best ms", "median ms", "moved", "held"
+        "{:>10} {:>7} {:>10} {:>10} {:>8} {:>8} {:>9}",
+        "functions", "hosts", "best ms", "median ms", "moved", "held", "over cap"
     );
     for (functions, hosts) in [(1_000, 100), (1_000, 1_000), (10_000, 100), (10_000, 1_000)] {
         let first = synthetic::fleet(functions, hosts, 7);
@@ -45,11 +45,12 @@ fn main() {
         times.sort_by(f64::total_cmp);
         let plan = last.expect("at least one run");
         println!(
-            "{functions:>10} {hosts:>7} {:>10.1} {:>10.1} {:>8} {:>8}",
+            "{functions:>10} {hosts:>7} {:>10.1} {:>10.1} {:>8} {:>8} {:>9}",
             times[0],
             times[times.len() / 2],
             plan.moved,
-            plan.held_back
+            plan.held_back,
+            plan.over_cap
         );
     }
     println!();

@@ -120,7 +120,8 @@ async fn run(config: HubConfig) -> anyhow::Result<()> {
         registry.clone(),
         context.outlet(),
     )
-    .context("cannot open the placement plans")?;
+    .context("cannot open the placement plans")?
+    .with_metrics(metrics.clone());
     let context = Arc::new(
         context
             .with_handler(Arc::new(rollouts.clone()))

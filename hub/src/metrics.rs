@@ -13,6 +13,8 @@
 //! | `synapse_hub_agent_outbox_pending_batches` | gauge | `agent` |
 //! | `synapse_hub_agent_outbox_dropped_batches` | gauge | `agent` |
 //! | `synapse_hub_agent_outbox_lag_seconds` | gauge | `agent` |
+//! | `synapse_hub_placement_moves_total` | counter | |
+//! | `synapse_hub_placement_moves_over_cap_total` | counter | |
 
 use std::{
     net::SocketAddr,
@@ -55,6 +57,8 @@ pub struct HubMetrics {
     pub outbox_pending: Family<AgentLabel, Gauge>,
     pub outbox_dropped: Family<AgentLabel, Gauge>,
     pub outbox_lag: Family<AgentLabel, Gauge<f64, AtomicU64>>,
+    pub placement_moves: Counter,
+    pub placement_moves_over_cap: Counter,
     registry: Arc<Registry>,
 }
 
@@ -81,6 +85,8 @@ impl HubMetrics {
             outbox_pending: Family::default(),
             outbox_dropped: Family::default(),
             outbox_lag: Family::default(),
+            placement_moves: Counter::default(),
+            placement_moves_over_cap: Counter::default(),
             registry: Arc::new(Registry::default()),
         };
         registry.register(
@@ -137,6 +143,16 @@ impl HubMetrics {
             "agent_outbox_lag_seconds",
             "Age of the oldest unacknowledged batch in an agent's outbox, as last reported",
             metrics.outbox_lag.clone(),
+        );
+        registry.register(
+            "placement_moves",
+            "Functions moved by placement plans (counted against the move cap)",
+            metrics.placement_moves.clone(),
+        );
+        registry.register(
+            "placement_moves_over_cap",
+            "Placement moves beyond the configured cap that host capacity forced",
+            metrics.placement_moves_over_cap.clone(),
         );
         Self {
             registry: Arc::new(registry),

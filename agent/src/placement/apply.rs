@@ -1,20 +1,23 @@
 //! Applies this agent's part of a plan, function by function:
 //!
 //! - a share above 0: this host keeps a warm pool and serves the plan's `local_fraction` of
-//!   the invocations arriving here, forwarding the rest to the other warm hosts. Its `PlacementShare` is 1 — the pool
-//!   follows the planner, which sees exactly the invocations served here (local ones and those
-//!   forwarded in), so scaling it again by the fleet-wide share would count the split twice —
-//!   and invocations are served here. A host that gains a function starts warming at once
-//!   (its pool holds at least `min_warm`).
+//!   the invocations arriving here, forwarding the rest to the other warm hosts. Its
+//!   `PlacementShare` is 1 — the pool follows the planner, which sees exactly the invocations
+//!   served here (local ones and those forwarded in), so scaling it again by the fleet-wide
+//!   share would count the split twice. A host that gains a function starts warming at once:
+//!   its pool holds the warm instances the plan counts on here (`warm_instances`, within
+//!   `max_instances`; at least `min_warm`) — its own planner has not seen the traffic the
+//!   plan sends it yet — until the hosts that lose it have handed over (at the latest their
+//!   `handover_timeout`) and its planner has seen [`PLANNER_INTERVALS`] intervals of it.
 //! - share 0 with targets: invocations go to the targets. Pre-warm the new before retiring
 //!   the old: while this host still has ready instances it keeps serving locally and keeps
-//!   its pool, until a target's gateway lists a ready instance of the function or
-//!   `handover_timeout` passes; then it forwards and its share drops to 0 (idle instances
-//!   retire at their keep-alive).
+//!   its pool, until a target's gateway lists as many ready instances of the function as the
+//!   plan counts on there (at least one) or `handover_timeout` passes; then it forwards and
+//!   its share drops to 0 (idle instances retire at their keep-alive).
 //! - share 0 without targets: warm nowhere; served here, cold, with no pool held.
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, BTreeSet},
     time::{Duration, Instant},
 };
 
@@ -28,14 +31,26 @@ use crate::{
 /// Time a target's gateway has to list its functions during a hand-over.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// Telemetry intervals of traffic a gaining host's planner sees before the plan's warm
+/// instances stop being assured: its forecast needs a few closed intervals to follow.
+pub const PLANNER_INTERVALS: u32 = 3;
+
 struct Handover {
     route: Route,
+    /// Ready instances each target's gateway must list: (gateway, instances).
+    needed: Vec<(String, u32)>,
     since: Instant,
 }
 
 pub struct Applier {
     handover_timeout: Duration,
+    /// How long a gaining host holds the plan's warm instances.
+    warmup: Duration,
     pending: BTreeMap<String, Handover>,
+    /// Functions this host keeps warm in the plan in force.
+    warm: BTreeSet<String>,
+    /// Functions gained, holding the plan's warm instances until then.
+    warming: BTreeMap<String, Instant>,
     version: u64,
 }
 
@@ -59,10 +74,14 @@ fn targets(p: &FunctionPlacement) -> Vec<Target> {
 }
 
 impl Applier {
-    pub fn new(handover_timeout: Duration) -> Self {
+    /// `interval`: the telemetry interval, at which the pool planners see traffic.
+    pub fn new(handover_timeout: Duration, interval: Duration) -> Self {
         Self {
             handover_timeout,
+            warmup: handover_timeout + interval * PLANNER_INTERVALS,
             pending: BTreeMap::new(),
+            warm: BTreeSet::new(),
+            warming: BTreeMap::new(),
             version: 0,
         }
     }
@@ -94,6 +113,22 @@ impl Applier {
             } else {
                 0.0
             };
+            if p.share > 0.0 {
+                let assured = p.warm_instances.min(f.spec.max_instances);
+                let gained = self.warm.insert(p.function.clone());
+                if gained && assured > 0 {
+                    self.warming
+                        .insert(p.function.clone(), Instant::now() + self.warmup);
+                    tracing::info!(function = %p.function, warm_instances = assured, expected_per_s = p.expected_per_s, "placement: function gained, warming the plan's instances");
+                }
+                if self.warming.contains_key(&p.function) {
+                    share.assure(assured);
+                }
+            } else {
+                self.warm.remove(&p.function);
+                self.warming.remove(&p.function);
+                share.assure(0);
+            }
             if p.share > 0.0 || targets.is_empty() {
                 let keep = if p.share > 0.0 { 1.0 } else { 0.0 };
                 let _ = share.set(keep);
@@ -114,10 +149,16 @@ impl Applier {
                 .iter()
                 .any(|(_, state, _, _)| *state == SlotState::Ready);
             if warm_here && share.keeps_warm() {
+                let needed = p
+                    .forward
+                    .iter()
+                    .map(|t| (t.gateway.clone(), t.warm_instances.max(1)))
+                    .collect();
                 self.pending.insert(
                     p.function.clone(),
                     Handover {
                         route,
+                        needed,
                         since: Instant::now(),
                     },
                 );
@@ -134,16 +175,39 @@ impl Applier {
         );
     }
 
-    /// Completes the hand-overs whose targets are warm or whose time is up.
+    /// Completes the hand-overs whose targets are warm or whose time is up, and ends the
+    /// warm-up of gained functions whose time is up.
     pub async fn hand_over(&mut self, runtime: &Runtime, remote: &Remote) {
+        let now = Instant::now();
+        self.warming.retain(|function, until| {
+            if now < *until {
+                return true;
+            }
+            if let Some(f) = runtime.function(function) {
+                f.placement().assure(0);
+            }
+            tracing::info!(
+                function,
+                "placement warm-up over: the pool follows its planner"
+            );
+            false
+        });
         let mut done = Vec::new();
         for (function, h) in &self.pending {
             let Route::Forward { targets, .. } = &h.route else {
                 continue;
             };
             let mut ready = false;
+            let mut target_ready_instances = 0;
             for t in targets {
-                if target_ready(&t.gateway, function).await {
+                let listed = ready_instances(&t.gateway, function).await;
+                target_ready_instances = target_ready_instances.max(listed);
+                let needed = h
+                    .needed
+                    .iter()
+                    .find(|(g, _)| *g == t.gateway)
+                    .map_or(1, |n| n.1);
+                if listed >= needed {
                     ready = true;
                     break;
                 }
@@ -153,6 +217,7 @@ impl Applier {
                 tracing::info!(
                     function,
                     ready,
+                    target_ready_instances,
                     "placement hand-over: forwarding from now on"
                 );
                 if let Some(f) = runtime.function(function) {
@@ -168,8 +233,8 @@ impl Applier {
     }
 }
 
-/// Whether the gateway at `gateway` lists a ready instance of `function`.
-async fn target_ready(gateway: &str, function: &str) -> bool {
+/// Ready instances of `function` the gateway at `gateway` lists (0 when it does not answer).
+async fn ready_instances(gateway: &str, function: &str) -> u32 {
     let probe = async {
         let mut stream = tokio::net::TcpStream::connect(gateway).await.ok()?;
         let request =
@@ -185,16 +250,16 @@ async fn target_ready(gateway: &str, function: &str) -> bool {
         let (_, body) = text.split_once("\r\n\r\n")?;
         let listed: serde_json::Value = serde_json::from_str(body).ok()?;
         let found = listed.as_array()?.iter().find(|f| f["name"] == function)?;
-        Some(
-            found["instances"]
-                .as_array()?
-                .iter()
-                .any(|i| i["state"] == "ready"),
-        )
+        let ready = found["instances"]
+            .as_array()?
+            .iter()
+            .filter(|i| i["state"] == "ready")
+            .count();
+        Some(u32::try_from(ready).unwrap_or(u32::MAX))
     };
     tokio::time::timeout(PROBE_TIMEOUT, probe)
         .await
         .ok()
         .flatten()
-        .unwrap_or(false)
+        .unwrap_or(0)
 }

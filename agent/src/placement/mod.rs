@@ -50,13 +50,13 @@ pub struct PlacementContext {
     pub interval: Duration,
 }
 
-/// How often hand-overs in progress look at their targets.
+/// How often hand-overs in progress look at their targets (and warm-ups at their time).
 const HANDOVER_CHECK: Duration = Duration::from_secs(1);
 
 /// Reports demand and applies assignments until `shutdown`.
 pub async fn run(mut ctx: PlacementContext, mut shutdown: watch::Receiver<bool>) {
     let mut reporter = demand::Reporter::new(&ctx.runtime, ctx.config.memory_mb);
-    let mut applier = apply::Applier::new(ctx.config.handover_timeout);
+    let mut applier = apply::Applier::new(ctx.config.handover_timeout, ctx.interval);
     let mut report = tokio::time::interval(ctx.interval);
     report.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut check = tokio::time::interval(HANDOVER_CHECK);

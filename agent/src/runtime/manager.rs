@@ -112,8 +112,8 @@ fn held_plan(plan: &PoolPlan, spec: &FunctionSpec, share: &PlacementShare) -> Po
 }
 
 /// Instances the pool holds for a planner's `target`: scaled by this host's placement share,
-/// then clamped to `min_warm..=max_instances` — except at share 0, where the host keeps
-/// nothing warm and `min_warm` is not enforced.
+/// at least `min_warm` and what placement assures, at most `max_instances` — except at share
+/// 0, where the host keeps nothing warm and neither is enforced.
 fn held_target(target: u32, spec: &FunctionSpec, share: &PlacementShare) -> u32 {
     if !share.keeps_warm() {
         return 0;
@@ -121,6 +121,7 @@ fn held_target(target: u32, spec: &FunctionSpec, share: &PlacementShare) -> u32 
     share
         .scale(target)
         .max(spec.min_warm)
+        .max(share.assured())
         .min(spec.max_instances)
 }
 
@@ -151,6 +152,21 @@ mod tests {
             2,
             "min_warm still holds"
         );
+    }
+
+    #[test]
+    fn placement_assured_instances_are_held_within_max_instances_and_not_at_share_zero() {
+        let share = PlacementShare::default();
+        share.assure(4);
+        assert_eq!(held_target(1, &spec(1, 8), &share), 4);
+        assert_eq!(
+            held_target(6, &spec(1, 8), &share),
+            6,
+            "the planner may want more"
+        );
+        assert_eq!(held_target(1, &spec(1, 3), &share), 3);
+        share.set(0.0).unwrap();
+        assert_eq!(held_target(1, &spec(1, 8), &share), 0);
     }
 
     #[test]

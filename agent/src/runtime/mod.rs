@@ -401,6 +401,7 @@ impl Runtime {
         let next = FunctionRuntime::new(spec, current.id, current.env.clone());
         // The host's placement share is the function's, whatever its version.
         let _ = next.placement.set(current.placement.get());
+        next.placement.assure(current.placement.assured());
         // Far past the current numbers: the current runtime keeps starting instances while
         // the next one warms up.
         next.next_seq.store(
@@ -430,6 +431,7 @@ impl Runtime {
             *next.planner() = planner;
             next.replanned.notify_one();
             let _ = next.placement.set(old.placement.get());
+            next.placement.assure(old.placement.assured());
         }
         old
     }

@@ -7,10 +7,15 @@
 //! usual (cold when no instance is left). Share `s > 0`: the pool holds `ceil(target × s)`
 //! instances, at least one whenever the planner wants any. Share 1 (the default) leaves the
 //! planner's target as it is.
+//!
+//! Placement may also assure a number of warm instances ([`PlacementShare::assure`]): a host
+//! that gains a function holds what the hub's plan counts on there (within `max_instances`)
+//! while its own planner has not seen the traffic the plan sends it yet. 0 (the default)
+//! assures nothing.
 
 use std::sync::{
     Arc,
-    atomic::{AtomicU64, Ordering},
+    atomic::{AtomicU32, AtomicU64, Ordering},
 };
 
 /// Why a share was refused.
@@ -20,14 +25,18 @@ pub enum ShareError {
     OutOfRange(f64),
 }
 
-/// One function's placement share on this host; clones see the same value.
+/// One function's placement share on this host, and the warm instances placement assures;
+/// clones see the same values.
 #[derive(Debug, Clone)]
-pub struct PlacementShare(Arc<AtomicU64>);
+pub struct PlacementShare(Arc<AtomicU64>, Arc<AtomicU32>);
 
 impl Default for PlacementShare {
-    /// Share 1: the whole pool the planner wants.
+    /// Share 1: the whole pool the planner wants; nothing assured.
     fn default() -> Self {
-        Self(Arc::new(AtomicU64::new(1.0f64.to_bits())))
+        Self(
+            Arc::new(AtomicU64::new(1.0f64.to_bits())),
+            Arc::new(AtomicU32::new(0)),
+        )
     }
 }
 
@@ -49,6 +58,17 @@ impl PlacementShare {
     /// The share in force.
     pub fn get(&self) -> f64 {
         f64::from_bits(self.0.load(Ordering::Relaxed))
+    }
+
+    /// Holds at least `instances` warm while the host keeps the function warm (0: none
+    /// assured); the pool manager bounds it by `max_instances`.
+    pub fn assure(&self, instances: u32) {
+        self.1.store(instances, Ordering::Relaxed);
+    }
+
+    /// The warm instances assured.
+    pub fn assured(&self) -> u32 {
+        self.1.load(Ordering::Relaxed)
     }
 
     /// Whether this host keeps the function warm at all.
@@ -120,8 +140,10 @@ mod tests {
         let share = PlacementShare::default();
         let placement_side = share.clone();
         placement_side.set(0.25).unwrap();
+        placement_side.assure(3);
         assert_eq!(share.get(), 0.25);
         assert_eq!(share.scale(8), 2);
+        assert_eq!(share.assured(), 3);
     }
 
     #[test]

@@ -6,21 +6,25 @@
 //! Not subject to either rule: new functions, and functions whose previous hosts are gone (a
 //! lost host must not keep its functions cold until the next interval).
 //!
+//! When keeping previous placements overfills a host by itself (demand grew, capacity
+//! shrank), [`super::repair`] moves only the excess off it, with the fewest moves and no
+//! knock-on moves; those count against the cap first. Capacity is the one thing that may
+//! exceed the cap: the plan then says by how much (`over_cap`).
+//!
 //! A function that takes its candidate placement can overfill a host that others still hold
 //! as before; those give way (take their candidate too), largest gain first, and each of them
 //! is a move as well. So a move is tried as a group — the function and every function it
 //! pushes out, down the chain — which happens only if the whole group fits in what is left
 //! of the cap and improves its part of the objective by more than the margin; otherwise it
-//! is undone and held back. When keeping previous placements overfills a host by itself
-//! (demand grew, capacity shrank), functions there give way first, largest gain first, and
-//! count against the cap; capacity is the one thing that may exceed it.
+//! is undone and held back.
 
 use std::collections::BTreeMap;
 
 use super::{
     inputs::Inputs,
-    objective::{Shares, function_objective, host_loads},
+    objective::{Pricing, Shares, function_objective, host_loads},
     plan::Plan,
+    repair::Fleet,
     solver::Solution,
 };
 
@@ -41,7 +45,11 @@ pub struct Rules {
 pub struct Stabilized {
     pub shares: Vec<Shares>,
     pub moved: Vec<bool>,
+    /// Per function: moved (counted) because a host it was on no longer had room for it.
+    pub for_capacity: Vec<bool>,
     pub held_back: usize,
+    /// Moves beyond the cap that capacity forced (0 when the cap held).
+    pub over_cap: usize,
 }
 
 fn distance(a: &Shares, b: &Shares) -> f64 {
@@ -234,20 +242,27 @@ pub fn stabilize(
         standing,
         keepers,
     };
-    // Capacity first: what no longer fits as it was gives way, whatever the cap.
-    let mut used = 0;
-    let everywhere: Vec<usize> = (0..inputs.hosts.len()).collect();
-    match s.make_room(everywhere, usize::MAX, &mut Vec::new()) {
-        Some(group) => used += group.counted,
-        // Only the free functions are left on some host: cannot be, the candidate fits.
-        None => {
-            for i in 0..n {
-                if matches!(s.standing[i], Standing::Kept { .. }) {
-                    s.take_candidate(i, true, &mut Vec::new());
-                }
-            }
-        }
+    // Capacity first: the excess of every overfull host leaves with the fewest moves.
+    let mut free: Vec<bool> = s
+        .standing
+        .iter()
+        .map(|st| matches!(st, Standing::Free))
+        .collect();
+    let pricing = Pricing::new(inputs);
+    let repaired = Fleet {
+        pricing: &pricing,
+        shares: &mut s.shares,
+        loads: &mut s.loads,
+        capacity: &s.capacity,
     }
+    .repair(&candidate.shares, &mut free);
+    let mut for_capacity = vec![false; n];
+    for &i in &repaired {
+        s.standing[i] = Standing::Moved { counted: true };
+        for_capacity[i] = true;
+    }
+    let mut used = repaired.len();
+    let over_cap = used.saturating_sub(cap);
     for (i, gain) in wanted {
         if used >= cap {
             break;
@@ -278,6 +293,8 @@ pub fn stabilize(
     Stabilized {
         shares: s.shares,
         moved,
+        for_capacity,
         held_back,
+        over_cap,
     }
 }

@@ -6,7 +6,8 @@
 //! - [`objective`]: the cost a plan minimises, documented there;
 //! - [`solver`]: the fast regret-ordered greedy, improved by `exchange`; [`exact`]: the exact
 //!   min-cost flow it is measured against;
-//! - [`hysteresis`]: margin and move cap between plans;
+//! - [`hysteresis`]: margin and move cap between plans; [`repair`]: hosts that no longer hold
+//!   what they kept, with the fewest moves;
 //! - [`plan`]: versioned plans in sled;
 //! - [`subsystem`]: the link handler (reports in, assignments out) and the re-plan loop;
 //! - [`synthetic`]: generated fleets for the benchmark and the gap tests;
@@ -19,6 +20,9 @@ pub mod hysteresis;
 pub mod inputs;
 pub mod objective;
 pub mod plan;
+mod repair;
+#[cfg(test)]
+mod repair_tests;
 pub mod service;
 pub mod solver;
 pub mod subsystem;
@@ -63,6 +67,9 @@ pub fn make_plan(
                     .collect(),
                 objective: part,
                 moved: stable.moved[i],
+                for_capacity: stable.for_capacity[i],
+                demand_per_s: f.total_demand(),
+                instances: f.instances(),
             },
         );
     }
@@ -73,6 +80,7 @@ pub fn make_plan(
         objective: total,
         moved: stable.moved.iter().filter(|m| **m).count() as u32,
         held_back: stable.held_back as u32,
+        over_cap: stable.over_cap as u32,
         solve_ms,
         hosts: inputs
             .hosts

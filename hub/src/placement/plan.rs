@@ -17,6 +17,10 @@ pub struct Plan {
     pub objective: f64,
     pub moved: u32,
     pub held_back: u32,
+    /// Moves beyond the move cap that capacity forced (hosts that no longer held what they
+    /// kept); 0 when the cap held, and in plans stored before it was counted.
+    #[serde(default)]
+    pub over_cap: u32,
     pub solve_ms: f64,
     /// The hosts it was made for, by agent id.
     pub hosts: BTreeMap<String, Host>,
@@ -30,6 +34,17 @@ pub struct Placed {
     pub hosts: Vec<(String, f64)>,
     pub objective: f64,
     pub moved: bool,
+    /// Moved because a host it was on no longer had room for it (counted against the cap).
+    #[serde(default)]
+    pub for_capacity: bool,
+    /// The fleet-wide demand the plan sized it for, invocations/s (0 in plans stored before
+    /// it was kept).
+    #[serde(default)]
+    pub demand_per_s: f64,
+    /// The warm instances the plan counts on fleet-wide (Little's law, at least one; 0 in
+    /// plans stored before it was kept).
+    #[serde(default)]
+    pub instances: f64,
 }
 
 impl Plan {
@@ -66,6 +81,25 @@ impl Plan {
                 })
             })
             .collect()
+    }
+
+    /// What the plan assumed of `agent`'s part of `function`: (invocations/s, warm
+    /// instances), its share of the fleet-wide demand and instances, instances rounded up
+    /// (at least one on a host that keeps it warm); zeros without a share or sizing.
+    pub fn sizing(&self, function: &str, agent: &str) -> (f64, u32) {
+        let share = self.share(function, agent);
+        let Some(placed) = self.functions.get(function).filter(|_| share > 0.0) else {
+            return (0.0, 0);
+        };
+        if placed.instances <= 0.0 {
+            return (share * placed.demand_per_s, 0);
+        }
+        // A share that is a whole number of instances to rounding stays that number.
+        let instances = (share * placed.instances - 1e-9).ceil().max(1.0);
+        (
+            share * placed.demand_per_s,
+            instances.min(f64::from(u32::MAX)) as u32,
+        )
     }
 
     /// `agent`'s share of `function`.

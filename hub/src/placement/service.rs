@@ -55,6 +55,7 @@ fn placed(name: &str, p: &super::Placed, plan: &Plan) -> PlacedFunction {
             .collect(),
         objective: p.objective,
         moved: p.moved,
+        for_capacity: p.for_capacity,
     }
 }
 
@@ -66,6 +67,7 @@ pub fn to_proto(plan: &Plan) -> PlacementPlan {
         objective: plan.objective,
         moved: plan.moved,
         held_back: plan.held_back,
+        over_cap: plan.over_cap,
         solve_ms: plan.solve_ms,
         functions: plan
             .functions
@@ -125,10 +127,18 @@ pub fn explain(plan: &Plan, inputs: &Inputs, function: &str) -> Option<Placement
             )
         })
         .unwrap_or_else(|| "no host".into());
+    let moved = match (p.moved, p.for_capacity) {
+        (true, true) if plan.over_cap > 0 => format!(
+            "; moved in this plan to make room on a full host (capacity forced {} moves over the cap)",
+            plan.over_cap
+        ),
+        (true, true) => "; moved in this plan to make room on a full host".to_owned(),
+        (true, false) => "; moved in this plan".to_owned(),
+        (false, _) => String::new(),
+    };
     let summary = format!(
-        "{function}: {here}; objective {:.6}/s; cheapest tier alone: {cheapest}; cold everywhere {cold_total:.6}/s{}",
+        "{function}: {here}; objective {:.6}/s; cheapest tier alone: {cheapest}; cold everywhere {cold_total:.6}/s{moved}",
         p.objective,
-        if p.moved { "; moved in this plan" } else { "" }
     );
     Some(PlacementExplanation {
         version: plan.version,

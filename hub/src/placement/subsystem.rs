@@ -25,6 +25,7 @@ use super::{
 };
 use crate::{
     link::{AgentOutlet, ConnectedAgent, ControlHandler, ControlRefusal, Handled},
+    metrics::HubMetrics,
     registry::Registry,
 };
 
@@ -47,6 +48,8 @@ struct Inner {
     outlet: AgentOutlet,
     state: Mutex<State>,
     wake: Notify,
+    /// Where plans count their moves (`synapse_hub_placement_*`), once set.
+    metrics: std::sync::OnceLock<HubMetrics>,
 }
 
 /// The placement subsystem; cheap to clone.
@@ -99,7 +102,14 @@ impl Placement {
                 ..State::default()
             }),
             wake: Notify::new(),
+            metrics: std::sync::OnceLock::new(),
         })))
+    }
+
+    /// Counts every plan's moves, and those over the cap, in `metrics`.
+    pub fn with_metrics(self, metrics: HubMetrics) -> Self {
+        let _ = self.0.metrics.set(metrics);
+        self
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -248,6 +258,19 @@ impl Placement {
         );
         self.0.store.put(&plan)?;
         self.0.store.prune(self.0.config.history)?;
+        if let Some(metrics) = self.0.metrics.get() {
+            metrics.placement_moves.inc_by(u64::from(plan.moved));
+            metrics
+                .placement_moves_over_cap
+                .inc_by(u64::from(plan.over_cap));
+        }
+        if plan.over_cap > 0 {
+            tracing::warn!(
+                version = plan.version,
+                over_cap = plan.over_cap,
+                "placement: host capacity forced moves beyond the move cap"
+            );
+        }
         let agents: Vec<String> = {
             let mut state = self.state();
             state.plan = Some(plan.clone());
@@ -280,22 +303,28 @@ impl Placement {
         let functions = names
             .into_iter()
             .filter(|name| plan.functions.contains_key(*name))
-            .map(|name| FunctionPlacement {
-                function: name.clone(),
-                share: plan.share(name, agent),
-                local_fraction: local_fraction(state.inputs.as_ref(), plan, name, agent),
-                forward: plan
-                    .warm_elsewhere(name, agent)
-                    .into_iter()
-                    .filter_map(|(target, weight)| {
-                        let gateway = plan.hosts.get(&target)?.gateway.clone();
-                        (!gateway.is_empty()).then_some(ForwardTarget {
-                            agent_id: target,
-                            gateway,
-                            weight,
+            .map(|name| {
+                let (expected_per_s, warm_instances) = plan.sizing(name, agent);
+                FunctionPlacement {
+                    function: name.clone(),
+                    expected_per_s,
+                    warm_instances,
+                    share: plan.share(name, agent),
+                    local_fraction: local_fraction(state.inputs.as_ref(), plan, name, agent),
+                    forward: plan
+                        .warm_elsewhere(name, agent)
+                        .into_iter()
+                        .filter_map(|(target, weight)| {
+                            let gateway = plan.hosts.get(&target)?.gateway.clone();
+                            (!gateway.is_empty()).then(|| ForwardTarget {
+                                warm_instances: plan.sizing(name, &target).1,
+                                agent_id: target,
+                                gateway,
+                                weight,
+                            })
                         })
-                    })
-                    .collect(),
+                        .collect(),
+                }
             })
             .collect();
         Some(PlacementAssignment {

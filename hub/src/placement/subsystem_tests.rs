@@ -9,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 use super::{Placement, PlanStore, config::PlacementConfig};
 use crate::{
     link::{AgentOutlet, ConnectedAgent, ControlHandler, Handled},
+    metrics::HubMetrics,
     registry::Registry,
 };
 
@@ -63,13 +64,15 @@ async fn a_lost_host_is_re_planned_at_once_and_plans_survive_a_restart() {
         optimization_interval: Duration::from_secs(3600),
         ..PlacementConfig::default()
     };
+    let metrics = HubMetrics::new();
     let placement = Placement::open(
         &db,
         config.clone(),
         registry.clone(),
         AgentOutlet::default(),
     )
-    .unwrap();
+    .unwrap()
+    .with_metrics(metrics.clone());
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(placement.clone().run(shutdown.clone()));
 
@@ -88,11 +91,22 @@ async fn a_lost_host_is_re_planned_at_once_and_plans_survive_a_restart() {
     let assignment = placement.assignment("edge-1").unwrap();
     assert_eq!(assignment.version, 2);
     assert_eq!(assignment.functions[0].share, 1.0);
+    // The sizing the plan assumed: all of api's 50/s, one instance (50/s × 10 ms).
+    assert_eq!(assignment.functions[0].expected_per_s, 50.0);
+    assert_eq!(assignment.functions[0].warm_instances, 1);
 
     placement.disconnected("edge-1");
     let lost = plan_version(&placement, 3).await;
     assert_eq!(lost.reason, "host lost");
     assert!(!lost.hosts.contains_key("edge-1"));
+    // Every plan's moves are counted, none over the cap.
+    let moved: u32 = [&first, &joined, &lost].iter().map(|p| p.moved).sum();
+    let exported = metrics.render();
+    assert!(
+        exported.contains(&format!("synapse_hub_placement_moves_total {moved}\n")),
+        "{exported}"
+    );
+    assert!(exported.contains("synapse_hub_placement_moves_over_cap_total 0\n"));
 
     // Non-finite demand is refused and counted; the connection stays (no refusal).
     let bad = report(2, &[("api", f64::NAN)]);

@@ -10,8 +10,8 @@ use super::{
     make_plan, objective, solver, synthetic,
 };
 
-const GB: u64 = 1_000_000_000;
-const MB: u64 = 1_000_000;
+pub(super) const GB: u64 = 1_000_000_000;
+pub(super) const MB: u64 = 1_000_000;
 
 fn host(agent: &str, tier: i32, bytes: u64) -> Host {
     Host {
@@ -26,7 +26,7 @@ fn host(agent: &str, tier: i32, bytes: u64) -> Host {
 
 /// Edge 2 GB, regional 8 GB, cloud 64 GB; declared round trips edge–regional 20 ms,
 /// edge–cloud 80 ms, regional–cloud 60 ms; the default weights and prices.
-fn fleet(edge_bytes: u64) -> Inputs {
+pub(super) fn fleet(edge_bytes: u64) -> Inputs {
     let declared = [
         ((1, 2), 0.02),
         ((1, 3), 0.08),
@@ -56,7 +56,7 @@ fn fleet(edge_bytes: u64) -> Inputs {
     }
 }
 
-fn function(
+pub(super) fn function(
     name: &str,
     origin: usize,
     rate: f64,
@@ -73,13 +73,13 @@ fn function(
     }
 }
 
-const NO_RULES: Rules = Rules {
+pub(super) const NO_RULES: Rules = Rules {
     improvement_margin: 0.0,
     max_moved_share: 1.0,
 };
 
 /// Hosts holding more than half of `name`.
-fn mostly_on(plan: &super::Plan, name: &str) -> Vec<String> {
+pub(super) fn mostly_on(plan: &super::Plan, name: &str) -> Vec<String> {
     plan.functions[name]
         .hosts
         .iter()

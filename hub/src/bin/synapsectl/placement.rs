@@ -36,6 +36,7 @@ fn where_json(f: &PlacedFunction) -> Value {
         })).collect::<Vec<_>>(),
         "objective": f.objective,
         "moved": f.moved,
+        "for_capacity": f.for_capacity,
     })
 }
 
@@ -47,6 +48,7 @@ fn plan_json(p: &PlacementPlan) -> Value {
         "objective": p.objective,
         "moved": p.moved,
         "held_back": p.held_back,
+        "over_cap": p.over_cap,
         "solve_ms": p.solve_ms,
         "functions": p.functions.iter().map(where_json).collect::<Vec<_>>(),
     })
@@ -90,8 +92,13 @@ fn hosts_text(f: &PlacedFunction) -> String {
 }
 
 fn header(p: &PlacementPlan) -> String {
+    let over_cap = if p.over_cap > 0 {
+        format!(" ({} over the cap, forced by capacity)", p.over_cap)
+    } else {
+        String::new()
+    };
     format!(
-        "plan {} ({}): objective {:.6}/s, {} moved, {} held back, solved in {:.1} ms\n",
+        "plan {} ({}): objective {:.6}/s, {} moved{over_cap}, {} held back, solved in {:.1} ms\n",
         p.version, p.reason, p.objective, p.moved, p.held_back, p.solve_ms
     )
 }
@@ -121,7 +128,12 @@ pub async fn run(
                                 f.function.clone(),
                                 hosts_text(f),
                                 format!("{:.6}", f.objective),
-                                if f.moved { "moved" } else { "" }.into(),
+                                match (f.moved, f.for_capacity) {
+                                    (true, true) => "moved (capacity)",
+                                    (true, false) => "moved",
+                                    _ => "",
+                                }
+                                .into(),
                             ]
                         })
                         .collect();
