@@ -10,9 +10,10 @@ use std::{
 
 use http_body_util::{BodyExt as _, Full, Limited};
 use hyper::{
-    Request, Response, StatusCode,
+    Response, StatusCode,
     body::Incoming,
     header::{self, HeaderValue},
+    http::request::Parts,
 };
 use tracing::info;
 
@@ -23,7 +24,7 @@ use super::{
 use crate::runtime::{FunctionRuntime, InvocationRecord, LeaseError};
 
 impl Gateway {
-    pub(super) async fn invoke(&self, name: &str, request: Request<Incoming>) -> Answer {
+    pub(super) async fn invoke(&self, name: &str, head: &Parts, body: Incoming) -> Answer {
         let arrived = Instant::now();
         let Some(&index) = self.by_name.get(name) else {
             return error(
@@ -38,7 +39,9 @@ impl Gateway {
             );
         };
         let served = &self.served[index];
-        let answer = self.invoke_served(name, index, &f, arrived, request).await;
+        let answer = self
+            .invoke_served(name, index, &f, arrived, head, body)
+            .await;
         served.series.response(answer.status().as_u16());
         answer
     }
@@ -49,10 +52,10 @@ impl Gateway {
         index: usize,
         f: &Arc<FunctionRuntime>,
         arrived: Instant,
-        request: Request<Incoming>,
+        parts: &Parts,
+        body: Incoming,
     ) -> Answer {
         let limit = f.spec.max_request_bytes;
-        let (parts, body) = request.into_parts();
         let declared = parts
             .headers
             .get(header::CONTENT_LENGTH)

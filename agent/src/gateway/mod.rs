@@ -94,19 +94,21 @@ fn method_not_allowed(allow: &'static str) -> Answer {
 
 impl Gateway {
     async fn handle(&self, request: Request<Incoming>) -> Answer {
-        let path = request.uri().path();
+        // The name is read in place from the request's head, which the invocation keeps:
+        // nothing is copied out of it on the way.
+        let (head, body) = request.into_parts();
+        let path = head.uri.path();
         if let Some(name) = path
             .strip_prefix("/v1/functions/")
             .and_then(|rest| rest.strip_suffix("/invoke"))
         {
-            if request.method() != Method::POST {
+            if head.method != Method::POST {
                 return method_not_allowed("POST");
             }
-            let name = name.to_string();
-            return self.invoke(&name, request).await;
+            return self.invoke(name, &head, body).await;
         }
         if path == "/v1/functions" {
-            if request.method() != Method::GET {
+            if head.method != Method::GET {
                 return method_not_allowed("GET");
             }
             return self.list();
