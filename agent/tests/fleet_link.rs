@@ -1,6 +1,7 @@
 //! A hub and three real agents (edge, regional, cloud) on loopback: what each agent recorded
 //! reaches the hub exactly once, also when one agent is killed with SIGKILL and restarted, and
-//! `synapsectl agents -o json` shows the three agents with their tiers. Runs as root.
+//! `synapsectl agents -o json` shows the three agents with their tiers. Placement is off, so
+//! each agent serves what it is sent and the counts compared are its own. Runs as root.
 
 mod common;
 
@@ -112,7 +113,8 @@ fn telemetry_reaches_the_hub_exactly_once_from_three_tiers() {
         d.join("hub.toml"),
         format!(
             "data_dir = \"{data}\"\n[tls]\nca = \"{ca}/ca.pem\"\ncert = \"{ca}/synapse-hub.pem\"\nkey = \"{ca}/synapse-hub.key\"\n\
-             [link]\nlisten = \"127.0.0.1:{link}\"\n[console]\nlisten = \"127.0.0.1:{console}\"\n[metrics]\nlisten = \"127.0.0.1:{metrics}\"\n",
+             [link]\nlisten = \"127.0.0.1:{link}\"\n[console]\nlisten = \"127.0.0.1:{console}\"\n[metrics]\nlisten = \"127.0.0.1:{metrics}\"\n\
+             [placement]\nenabled = false\n",
             data = d.join("hub").display(),
             ca = ca.display()
         ),
