@@ -22,3 +22,14 @@ pub mod models;
 pub mod placement;
 pub mod registry;
 pub mod rollout;
+
+/// A sled store without the background flusher, for tests that reopen a store in-process:
+/// the flusher's thread could still hold the file lock a moment after the handle is dropped.
+#[cfg(test)]
+pub(crate) fn reopenable(path: &std::path::Path) -> sled::Db {
+    sled::Config::new()
+        .path(path)
+        .flush_every_ms(None)
+        .open()
+        .unwrap()
+}

@@ -157,16 +157,6 @@ fn decode(version: u64, bytes: &[u8]) -> Result<ModelRecord, ModelsError> {
 mod tests {
     use super::*;
 
-    /// The store without sled's background flusher, whose thread would hold the file lock
-    /// for a moment after the handle is dropped and fail the reopening.
-    fn reopenable(path: &std::path::Path) -> sled::Db {
-        sled::Config::new()
-            .path(path)
-            .flush_every_ms(None)
-            .open()
-            .unwrap()
-    }
-
     fn new(onnx: &[u8], parent: u64) -> NewModel<'_> {
         NewModel {
             onnx,
@@ -182,7 +172,7 @@ mod tests {
     fn versions_count_up_and_survive_a_reopen() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let db = reopenable(dir.path());
+            let db = crate::reopenable(dir.path());
             let registry = ModelRegistry::open(&db).unwrap();
             assert_eq!(registry.register(new(b"one", 0)).unwrap().version, 1);
             let two = registry.register(new(b"two", 1)).unwrap();
@@ -191,7 +181,7 @@ mod tests {
             registry.annotate(1, &[("evaluated_loss", 0.25)]).unwrap();
             db.flush().unwrap();
         }
-        let db = reopenable(dir.path());
+        let db = crate::reopenable(dir.path());
         let registry = ModelRegistry::open(&db).unwrap();
         assert_eq!(registry.latest().unwrap().unwrap().version, 2);
         assert_eq!(registry.onnx(2).unwrap(), b"two");

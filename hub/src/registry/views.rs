@@ -203,16 +203,6 @@ impl Registry {
 mod tests {
     use std::time::Duration;
 
-    /// The store without sled's background flusher, whose thread would hold the file lock
-    /// for a moment after the handle is dropped and fail the reopening.
-    fn reopenable(path: &std::path::Path) -> sled::Db {
-        sled::Config::new()
-            .path(path)
-            .flush_every_ms(None)
-            .open()
-            .unwrap()
-    }
-
     use synapse_proto::link::v1::{FunctionInterval, Hello, TelemetryBatch, Tier};
 
     use super::*;
@@ -237,7 +227,7 @@ mod tests {
     fn a_batch_is_counted_once_and_survives_reopening() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let db = reopenable(dir.path());
+            let db = crate::reopenable(dir.path());
             let registry = Registry::open(&db, Duration::from_secs(5)).unwrap();
             let hello = Hello {
                 agent_id: "edge-1".into(),
@@ -280,7 +270,7 @@ mod tests {
             );
             db.flush().unwrap();
         }
-        let db = reopenable(dir.path());
+        let db = crate::reopenable(dir.path());
         let registry = Registry::open(&db, Duration::from_secs(5)).unwrap();
         let agent = registry.agent("edge-1").unwrap().unwrap();
         assert_eq!(

@@ -203,20 +203,10 @@ mod tests {
     use super::*;
     use crate::rollout::{spec::Step, state::tests::rollout};
 
-    /// The store without sled's background flusher, whose thread would hold the file lock
-    /// for a moment after the handle is dropped and fail the reopening.
-    fn reopenable(path: &std::path::Path) -> sled::Db {
-        sled::Config::new()
-            .path(path)
-            .flush_every_ms(None)
-            .open()
-            .unwrap()
-    }
-
     #[test]
     fn one_active_rollout_per_target_and_an_ended_one_frees_it() {
         let dir = tempfile::tempdir().unwrap();
-        let db = reopenable(dir.path());
+        let db = crate::reopenable(dir.path());
         let store = RolloutStore::open(&db).unwrap();
         let mut first = rollout(&[("e1", 1)], &[Step::Percent(100.0)]);
         store.create(&first).unwrap();
@@ -246,14 +236,14 @@ mod tests {
             &[Step::PerTier(1), Step::Percent(100.0)],
         );
         {
-            let db = reopenable(dir.path());
+            let db = crate::reopenable(dir.path());
             let store = RolloutStore::open(&db).unwrap();
             store.create(&r).unwrap();
             r.begin(1).unwrap();
             r.pass_step(2, vec![]).unwrap();
             store.save(&r).unwrap();
         }
-        let db = reopenable(dir.path());
+        let db = crate::reopenable(dir.path());
         let store = RolloutStore::open(&db).unwrap();
         let back = store.active(&r.target).unwrap().unwrap();
         assert_eq!(back, r);
