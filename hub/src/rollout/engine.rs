@@ -177,10 +177,11 @@ impl RolloutEngine {
     /// Agents that should run model `version` now (its rollout's updated hosts, or hosts
     /// settled on it).
     pub fn agents_for_model(&self, version: &str) -> Result<Vec<String>, RolloutError> {
+        let rollouts = self.rollouts()?;
         let mut agents = Vec::new();
         for host in self.hosts()? {
             if self
-                .desired(&host.id)?
+                .desired_of(&host.id, Some(&host), &rollouts)?
                 .get(&Target::Model)
                 .is_some_and(|d| d.version == version)
             {
@@ -193,25 +194,46 @@ impl RolloutEngine {
     /// What `agent` should run, by target: its settled versions, overridden by active
     /// rollouts that select it.
     pub fn desired(&self, agent: &str) -> Result<BTreeMap<Target, Desired>, RolloutError> {
+        let host = self.hosts()?.into_iter().find(|h| h.id == agent);
+        self.desired_of(agent, host.as_ref(), &self.rollouts()?)
+    }
+
+    /// Every rollout, newest first (ended ones, for hosts that joined after them), and the
+    /// active ones.
+    fn rollouts(&self) -> Result<(Vec<Rollout>, Vec<Rollout>), RolloutError> {
+        Ok((
+            self.inner.store.history(None, usize::MAX)?,
+            self.inner.store.all_active()?,
+        ))
+    }
+
+    /// [`RolloutEngine::desired`] with the host's registry entry and the rollouts read once
+    /// by the caller.
+    fn desired_of(
+        &self,
+        agent: &str,
+        host: Option<&Host>,
+        (history, active): &(Vec<Rollout>, Vec<Rollout>),
+    ) -> Result<BTreeMap<Target, Desired>, RolloutError> {
         let mut desired = self.inner.store.settled(agent)?;
         // A host no rollout listed (it joined after they started) takes what the newest
         // succeeded rollout whose selector matches it gave every host it listed — unless a
         // newer ended rollout listed it.
-        if let Some(host) = self.hosts()?.into_iter().find(|h| h.id == agent) {
+        if let Some(host) = host {
             let mut decided = std::collections::BTreeSet::new();
-            for rollout in self.inner.store.history(None, usize::MAX)? {
+            for rollout in history {
                 if rollout.state.is_active() || decided.contains(&rollout.target) {
                     continue;
                 }
                 if rollout.order.iter().any(|(h, _)| h == agent) {
                     decided.insert(rollout.target.clone());
-                } else if rollout.state == State::Succeeded && rollout.selector.matches(&host) {
+                } else if rollout.state == State::Succeeded && rollout.selector.matches(host) {
                     desired.insert(rollout.target.clone(), rollout.new.clone());
                     decided.insert(rollout.target.clone());
                 }
             }
         }
-        for rollout in self.inner.store.all_active()? {
+        for rollout in active {
             if let Some(d) = rollout.desired_for(agent) {
                 desired.insert(rollout.target.clone(), d);
             }
