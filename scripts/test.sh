@@ -11,7 +11,7 @@ if [ "$(id -u)" != 0 ]; then
 fi
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
-cargo test --locked 2>&1 | tee target/test.log
+cargo test --locked --no-fail-fast 2>&1 | tee target/test.log
 # The packages: built, linted, listed, installed, removed and purged (packaging/README).
 bash scripts/package-check.sh
 # One closing line for the whole run.
