@@ -91,18 +91,65 @@ fn certs(dir: &Path, agents: &[&str]) {
 
 /// The agent's link, its declared pool memory and `api`.
 fn start_agent(dir: &Path, id: &str, tier: &str, link: u16, pool_mb: u64) -> Agent {
+    let api = format!(
+        "[[functions]]\nname = \"api\"\ncommand = \"{SAMPLE_FN}\"\nargs = [\"--init-ms\", \"200\", \"--work-ms\", \"150\"]\nmemory_mb = 128\nmin_warm = 1\n\
+         keep_alive = \"2s\"\nkeep_alive_min = \"1s\"\n"
+    );
+    start_agent_with(dir, id, tier, link, pool_mb, "20s", &api)
+}
+
+/// The agent's link, its declared pool memory, hand-over timeout and `functions` (TOML).
+fn start_agent_with(
+    dir: &Path,
+    id: &str,
+    tier: &str,
+    link: u16,
+    pool_mb: u64,
+    handover: &str,
+    functions: &str,
+) -> Agent {
     let adir = dir.join(id);
     std::fs::create_dir_all(&adir).unwrap();
     let ca = dir.join("ca");
     let config = format!(
         "[link]\nhub = \"127.0.0.1:{link}\"\nca = \"{ca}/ca.pem\"\ncert = \"{ca}/{id}.pem\"\nkey = \"{ca}/{id}.key\"\n\n\
-         [placement]\nmemory_mb = {pool_mb}\nhandover_timeout = \"20s\"\n\n\
-         [[functions]]\nname = \"api\"\ncommand = \"{SAMPLE_FN}\"\nargs = [\"--init-ms\", \"200\", \"--work-ms\", \"150\"]\nmemory_mb = 128\nmin_warm = 1\n\
-         keep_alive = \"2s\"\nkeep_alive_min = \"1s\"\n",
+         [placement]\nmemory_mb = {pool_mb}\nhandover_timeout = \"{handover}\"\n\n{functions}",
         ca = ca.display()
     );
-    let subtree = format!("synapse-place-{id}-{}", std::process::id());
+    // Unique per test: the tests of this file run at once in one process.
+    let run = dir
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .trim_start_matches('.')
+        .to_owned();
+    let subtree = format!("synapse-place-{id}-{}-{run}", std::process::id());
     Agent::start_with(&adir, free_ports(1), &subtree, id, tier, &config)
+}
+
+/// Starts a hub with placement re-planned every second and `placement` (TOML lines of
+/// `[placement]` and below) after it; its log is `hub.log` in `dir`.
+fn start_hub(dir: &Path, link: u16, console: u16, placement: &str) -> Hub {
+    let ca = dir.join("ca");
+    std::fs::write(
+        dir.join("hub.toml"),
+        format!(
+            "data_dir = \"{data}\"\n[tls]\nca = \"{ca}/ca.pem\"\ncert = \"{ca}/synapse-hub.pem\"\nkey = \"{ca}/synapse-hub.key\"\n\
+             [link]\nlisten = \"127.0.0.1:{link}\"\n[console]\nlisten = \"127.0.0.1:{console}\"\n[metrics]\nlisten = \"127.0.0.1:{metrics}\"\n\
+             [placement]\noptimization_interval = \"1s\"\nmax_moved_share = 1.0\n{placement}",
+            data = dir.join("hub").display(),
+            ca = ca.display(),
+            metrics = free_ports(1),
+        ),
+    )
+    .unwrap();
+    Hub(Command::new(bin("synapse-hub"))
+        .arg("--config")
+        .arg(dir.join("hub.toml"))
+        .env("RUST_LOG", "info")
+        .stdout(std::fs::File::create(dir.join("hub.log")).unwrap())
+        .spawn()
+        .unwrap())
 }
 
 /// Ready instances of `function` the agent's gateway lists.
@@ -174,30 +221,16 @@ fn the_plan_reaches_the_agents_pools_follow_and_the_edge_forwards_to_the_warm_ti
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     certs(d, &["edge-1", "regional-1", "cloud-1"]);
-    let (link, console, metrics) = (free_ports(1), free_ports(1), free_ports(1));
-    let ca = d.join("ca");
-    std::fs::write(
-        d.join("hub.toml"),
-        format!(
-            "data_dir = \"{data}\"\n[tls]\nca = \"{ca}/ca.pem\"\ncert = \"{ca}/synapse-hub.pem\"\nkey = \"{ca}/synapse-hub.key\"\n\
-             [link]\nlisten = \"127.0.0.1:{link}\"\n[console]\nlisten = \"127.0.0.1:{console}\"\n[metrics]\nlisten = \"127.0.0.1:{metrics}\"\n\
-             [placement]\noptimization_interval = \"1s\"\nmax_moved_share = 1.0\n\
-             [placement.cost_weights]\nresource_utilization = 0.01\ncost = 0.01\n\
-             [[placement.declared_latency]]\ntiers = [\"edge\", \"regional\"]\nrtt = \"1ms\"\n\
-             [[placement.declared_latency]]\ntiers = [\"edge\", \"cloud\"]\nrtt = \"5ms\"\n\
-             [[placement.declared_latency]]\ntiers = [\"regional\", \"cloud\"]\nrtt = \"4ms\"\n",
-            data = d.join("hub").display(),
-            ca = ca.display()
-        ),
-    )
-    .unwrap();
-    let _hub = Hub(Command::new(bin("synapse-hub"))
-        .arg("--config")
-        .arg(d.join("hub.toml"))
-        .env("RUST_LOG", "info")
-        .stdout(std::fs::File::create(d.join("hub.log")).unwrap())
-        .spawn()
-        .unwrap());
+    let (link, console) = (free_ports(1), free_ports(1));
+    let _hub = start_hub(
+        d,
+        link,
+        console,
+        "[placement.cost_weights]\nresource_utilization = 0.01\ncost = 0.01\n\
+         [[placement.declared_latency]]\ntiers = [\"edge\", \"regional\"]\nrtt = \"1ms\"\n\
+         [[placement.declared_latency]]\ntiers = [\"edge\", \"cloud\"]\nrtt = \"5ms\"\n\
+         [[placement.declared_latency]]\ntiers = [\"regional\", \"cloud\"]\nrtt = \"4ms\"\n",
+    );
     let edge = Arc::new(start_agent(d, "edge-1", "edge", link, 0));
     let hub_log = || std::fs::read_to_string(d.join("hub.log")).unwrap_or_default();
 
@@ -322,5 +355,143 @@ fn the_plan_reaches_the_agents_pools_follow_and_the_edge_forwards_to_the_warm_ti
     match Arc::try_unwrap(edge) {
         Ok(edge) => assert!(edge.stop()),
         Err(_) => panic!("the users' thread still holds the edge agent"),
+    }
+}
+
+/// Pre-warm the new before retiring the old: `slow`, which takes 3 s to initialise, is warm
+/// at the edge, the only host, until a cloud host joins whose memory costs nothing; the plan
+/// moves `slow` there. The cloud holds no instance of it before the plan (`min_warm = 0`, no
+/// traffic), so it starts one when told; the edge keeps serving from its own warm pool until
+/// the cloud's gateway lists that instance ready, and only then forwards. No user waits for a
+/// cold start on the way: every answer after the edge was warm says `warm`. Runs as root.
+#[test]
+fn a_host_that_loses_a_function_serves_it_warm_until_the_gainer_is_ready() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    certs(d, &["edge-1", "cloud-1"]);
+    let (link, console) = (free_ports(1), free_ports(1));
+    let _hub = start_hub(
+        d,
+        link,
+        console,
+        "[placement.cost_weights]\nuser_latency = 1.0\nresource_utilization = 0.01\ncost = 1.0\n\
+         [placement.cost_per_gb_s]\nedge = 1.0\nregional = 0.5\ncloud = 0.0\n\
+         [[placement.declared_latency]]\ntiers = [\"edge\", \"cloud\"]\nrtt = \"1ms\"\n",
+    );
+    let slow = |min_warm: u32| {
+        format!(
+            "[[functions]]\nname = \"slow\"\ncommand = \"{SAMPLE_FN}\"\nargs = [\"--init-ms\", \"3000\", \"--work-ms\", \"20\"]\n\
+             memory_mb = 128\nmin_warm = {min_warm}\nkeep_alive = \"60s\"\n"
+        )
+    };
+    // A hand-over timeout far beyond the test: the edge forwards because the cloud is ready.
+    let edge = Arc::new(start_agent_with(
+        d,
+        "edge-1",
+        "edge",
+        link,
+        4000,
+        "600s",
+        &slow(1),
+    ));
+    let hub_log = || std::fs::read_to_string(d.join("hub.log")).unwrap_or_default();
+
+    // One user, calling again 100 ms after each answer; every answer kept.
+    let stop = Arc::new(AtomicBool::new(false));
+    let replies: Arc<Mutex<Vec<Reply>>> = Arc::default();
+    let user = std::thread::spawn({
+        let (edge, stop, replies) = (edge.clone(), stop.clone(), replies.clone());
+        move || {
+            while !stop.load(Ordering::Relaxed) {
+                let reply = edge.invoke("slow", "", b"x");
+                replies.lock().unwrap().push(reply);
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    });
+    let forwarded_to = |who: &str| {
+        replies
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|r| r.header("x-synapse-forwarded-to") == Some(who))
+    };
+
+    edge.wait_until("slow planned warm at the edge", |_| {
+        placed_on(d, console, "slow") == ["edge-1"]
+    });
+    edge.wait_until("the edge's pool is warm and answering", |e| {
+        ready(e, "slow") >= 1
+            && replies
+                .lock()
+                .unwrap()
+                .last()
+                .is_some_and(|r| r.header("x-synapse-start") == Some("warm"))
+    });
+    let warm_from = replies.lock().unwrap().len();
+
+    let cloud = start_agent_with(d, "cloud-1", "cloud", link, 64_000, "600s", &slow(0));
+    edge.wait_until("slow planned warm in the cloud", |_| {
+        placed_on(d, console, "slow") == ["cloud-1"]
+    });
+    edge.wait_until("an edge invocation answered by the cloud agent", |_| {
+        forwarded_to("cloud-1")
+    });
+    let forwarding_from = replies.lock().unwrap().len();
+    edge.wait_until("more edge invocations answered by the cloud", |_| {
+        replies.lock().unwrap().len() > forwarding_from + 10
+    });
+    stop.store(true, Ordering::Relaxed);
+    user.join().unwrap();
+
+    // The cloud started its instance when the plan reached it, not before.
+    let gained = logged(&cloud.log(), "function gained", "warm_instances");
+    assert!(
+        gained
+            .iter()
+            .any(|(line, n)| line.contains("slow") && *n >= 1),
+        "cloud warm-up: {gained:?}\n{}",
+        cloud.log()
+    );
+    // Served here while the cloud warmed, there after: every answer came from a warm
+    // instance.
+    let replies = replies.lock().unwrap();
+    let local = replies[warm_from..forwarding_from]
+        .iter()
+        .filter(|r| r.header("x-synapse-forwarded-to").is_none())
+        .count();
+    assert!(local > 0, "the edge served while the cloud warmed");
+    let not_warm: Vec<&Reply> = replies[warm_from..]
+        .iter()
+        .filter(|r| r.status != 200 || r.header("x-synapse-start") != Some("warm"))
+        .collect();
+    assert!(
+        not_warm.is_empty(),
+        "{} of {} answers since the edge was warm were not warm, first: {:?}\nhub log:\n{}",
+        not_warm.len(),
+        replies.len() - warm_from,
+        not_warm.first(),
+        hub_log()
+    );
+    drop(replies);
+    // The edge handed over because the cloud listed a ready instance, not at its timeout.
+    let edge_log = strip_ansi(&edge.log());
+    let handovers: Vec<&str> = edge_log
+        .lines()
+        .filter(|l| l.contains("placement hand-over: forwarding from now on"))
+        .collect();
+    assert!(
+        handovers.len() == 1
+            && handovers[0].contains("ready=true")
+            && logged(handovers[0], "hand-over", "target_ready_instances")
+                .iter()
+                .any(|(_, n)| *n >= 1),
+        "{handovers:?}\n{edge_log}"
+    );
+    assert!(cloud.stop());
+    match Arc::try_unwrap(edge) {
+        Ok(edge) => assert!(edge.stop()),
+        Err(_) => panic!("the user's thread still holds the edge agent"),
     }
 }

@@ -62,7 +62,7 @@ pub fn solve(inputs: &Inputs) -> Solution {
         let gb = f.pool_bytes() / 1e9;
         total += gb;
         g.arc(source, function_node(i), gb, 0.0);
-        for h in 0..nh {
+        for h in (0..nh).filter(|&h| f.runs_on(h)) {
             let cost = warm_cost(inputs, f, h) / gb;
             let arc = g.arc(function_node(i), host_node(h), f64::INFINITY, cost);
             warm_arcs[i].push((h, arc));

@@ -205,6 +205,9 @@ impl Exchange<'_> {
                     best = Some((gain, g, None));
                 }
                 let Some(s) = source else { continue };
+                if !self.pricing.runs(g, s) {
+                    continue;
+                }
                 let bar = best.map_or(0.0, |b| b.0);
                 if saving + r.stay - self.floor[g].max(source_floor) <= bar {
                     continue;

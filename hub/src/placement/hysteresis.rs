@@ -65,7 +65,7 @@ fn distance(a: &Shares, b: &Shares) -> f64 {
 }
 
 /// The previous placement of each function in today's host indices; `Err(())` when one of its
-/// hosts is gone, `Ok(None)` when it was not placed before.
+/// hosts is gone or no longer runs it, `Ok(None)` when it was not placed before.
 fn previous(inputs: &Inputs, plan: Option<&Plan>) -> Vec<Result<Option<Shares>, ()>> {
     inputs
         .functions
@@ -77,7 +77,13 @@ fn previous(inputs: &Inputs, plan: Option<&Plan>) -> Vec<Result<Option<Shares>, 
             placed
                 .hosts
                 .iter()
-                .map(|(agent, share)| inputs.host_index(agent).map(|h| (h, *share)).ok_or(()))
+                .map(|(agent, share)| {
+                    inputs
+                        .host_index(agent)
+                        .filter(|&h| f.runs_on(h))
+                        .map(|h| (h, *share))
+                        .ok_or(())
+                })
                 .collect::<Result<Shares, ()>>()
                 .map(Some)
         })

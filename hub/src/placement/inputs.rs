@@ -37,9 +37,20 @@ pub struct Function {
     pub memory_bytes: u64,
     /// Mean cold-start latency, seconds; 0 when not measured.
     pub cold_start_s: f64,
+    /// The hosts that run it (indices into [`Inputs::hosts`], ascending), when not every
+    /// host does: a host can keep warm only the functions deployed on it.
+    pub only_on: Option<Vec<usize>>,
 }
 
 impl Function {
+    /// Whether host `h` runs this function.
+    #[inline]
+    pub fn runs_on(&self, h: usize) -> bool {
+        self.only_on
+            .as_ref()
+            .is_none_or(|hosts| hosts.binary_search(&h).is_ok())
+    }
+
     /// Invocations per second over every origin.
     pub fn total_demand(&self) -> f64 {
         self.demand.iter().map(|(_, rate)| rate).sum()

@@ -65,6 +65,9 @@ pub fn warm_terms(inputs: &Inputs, f: &Function, host: usize) -> Terms {
 
 /// `k_fh`.
 pub fn warm_cost(inputs: &Inputs, f: &Function, host: usize) -> f64 {
+    if !f.runs_on(host) {
+        return f64::INFINITY;
+    }
     warm_terms(inputs, f, host).total()
 }
 
@@ -241,9 +244,18 @@ impl<'a> Pricing<'a> {
         self.bytes[f]
     }
 
+    /// Whether host `h` runs `f` (a host that does not costs ∞).
+    #[inline]
+    pub fn runs(&self, f: usize, h: usize) -> bool {
+        self.inputs.functions[f].runs_on(h)
+    }
+
     /// `k_fh`.
     #[inline]
     pub fn warm(&self, f: usize, h: usize) -> f64 {
+        if !self.runs(f, h) {
+            return f64::INFINITY;
+        }
         let w = &self.weights;
         let to = self.tier[h];
         let mut waiting = 0.0;
@@ -279,6 +291,9 @@ impl<'a> Pricing<'a> {
     /// exchanges compare millions of these. Without pool bytes, the latency term is left out.
     #[inline]
     pub fn unit(&self, f: usize, h: usize) -> f64 {
+        if !self.runs(f, h) {
+            return f64::INFINITY;
+        }
         let to = self.tier[h];
         let mut unit = Self::unit_away(&self.latency_unit[f], to, self.rtt[h], self.memory_unit[h]);
         for &(origin, rate) in &self.inputs.functions[f].demand {

@@ -187,6 +187,8 @@ impl Placement {
         // Weighted sums for the means over origins.
         let mut execution: BTreeMap<&str, (f64, f64)> = BTreeMap::new();
         let mut cold: BTreeMap<&str, (f64, f64)> = BTreeMap::new();
+        // The hosts that run each function: those that report it.
+        let mut runs_on: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
         for (agent, report) in &state.reports {
             let Some(connected) = state.connected.get(agent) else {
                 continue;
@@ -208,6 +210,7 @@ impl Placement {
                     name: d.function.clone(),
                     ..Function::default()
                 });
+                runs_on.entry(&d.function).or_default().push(host);
                 if d.forecast_per_s > 0.0 {
                     f.demand.push((host, d.forecast_per_s));
                 }
@@ -232,6 +235,13 @@ impl Placement {
             }
             if let Some((sum, weight)) = cold.get(name) {
                 f.cold_start_s = sum / weight;
+            }
+            if let Some(mut hosts) = runs_on.remove(name)
+                && hosts.len() < inputs.hosts.len()
+            {
+                hosts.sort_unstable();
+                hosts.dedup();
+                f.only_on = Some(hosts);
             }
             inputs.functions.push(f);
         }

@@ -101,6 +101,7 @@ pub fn fleet(functions: usize, hosts: usize, seed: u64) -> Inputs {
             execution_s: rng.log_uniform(0.002, 2.0),
             memory_bytes: (rng.log_uniform(64.0, 2048.0) * 1e6) as u64,
             cold_start_s,
+            only_on: None,
         });
     }
     inputs

@@ -70,6 +70,7 @@ pub(super) fn function(
         execution_s,
         memory_bytes: mb * MB,
         cold_start_s: cold_s,
+        only_on: None,
     }
 }
 
@@ -99,6 +100,40 @@ fn a_latency_sensitive_function_is_warm_at_the_edge_and_a_large_rare_one_in_the_
     assert_eq!(mostly_on(&plan, "api"), ["edge-1"]);
     assert_eq!(mostly_on(&plan, "report"), ["cloud-1"]);
     assert_eq!(plan.version, 1);
+}
+
+#[test]
+fn a_function_is_kept_warm_only_on_hosts_that_run_it() {
+    let mut inputs = fleet(2 * GB);
+    // `api` would be warm at the edge, where it is called, but only the cloud runs it;
+    // `web` runs on the edge and the cloud and fills the regional host's place for nothing.
+    let mut api = function("api", 0, 50.0, 0.01, 128, 0.3);
+    api.only_on = Some(vec![2]);
+    let mut web = function("web", 0, 40.0, 0.01, 128, 0.3);
+    web.only_on = Some(vec![0, 2]);
+    inputs.functions = vec![api, web];
+    for (name, solution) in [
+        ("fast", solver::solve(&inputs)),
+        ("exact", exact::solve(&inputs)),
+    ] {
+        let on = |f: usize| -> Vec<usize> { solution.shares[f].iter().map(|p| p.0).collect() };
+        assert_eq!(on(0), [2], "{name}: {:?}", solution.shares);
+        assert_eq!(on(1), [0], "{name}: {:?}", solution.shares);
+    }
+    // A host that stops running a function loses it at the next plan, outside the rules.
+    let before = make_plan(&inputs, None, &NO_RULES, "first", 0);
+    inputs.functions[1].only_on = Some(vec![2]);
+    let strict = Rules {
+        improvement_margin: 0.5,
+        max_moved_share: 0.0,
+    };
+    let after = make_plan(&inputs, Some(&before), &strict, "interval", 0);
+    let web: Vec<&str> = after.functions["web"]
+        .hosts
+        .iter()
+        .map(|(a, _)| a.as_str())
+        .collect();
+    assert_eq!(web, ["cloud-1"], "{after:?}");
 }
 
 #[test]
