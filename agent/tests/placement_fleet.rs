@@ -495,3 +495,99 @@ fn a_host_that_loses_a_function_serves_it_warm_until_the_gainer_is_ready() {
         Err(_) => panic!("the user's thread still holds the edge agent"),
     }
 }
+
+/// Where the planner puts functions, with real agents: `api` is called ten times a second at
+/// the edge and small; `report` is called every two seconds, takes 900 MB and 1.5 s to
+/// start. With the default weights and prices and 80 ms between edge and cloud, `api` is kept
+/// warm at the edge, where its users are, and `report` in the cloud — it would fill the
+/// edge's 1 GB of pool, and a forwarding round trip costs its users less than its cold start.
+/// The edge serves `api` itself and forwards `report`. Runs as root.
+#[test]
+fn a_latency_sensitive_function_is_warm_at_the_edge_and_a_large_rare_one_in_the_cloud() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    certs(d, &["edge-1", "cloud-1"]);
+    let (link, console) = (free_ports(1), free_ports(1));
+    let _hub = start_hub(
+        d,
+        link,
+        console,
+        "[[placement.declared_latency]]\ntiers = [\"edge\", \"cloud\"]\nrtt = \"80ms\"\n",
+    );
+    let functions = format!(
+        "[[functions]]\nname = \"api\"\ncommand = \"{SAMPLE_FN}\"\nargs = [\"--init-ms\", \"200\", \"--work-ms\", \"5\"]\n\
+         memory_mb = 128\n\n\
+         [[functions]]\nname = \"report\"\ncommand = \"{SAMPLE_FN}\"\nargs = [\"--init-ms\", \"1500\", \"--work-ms\", \"50\"]\n\
+         memory_mb = 900\n"
+    );
+    let edge = Arc::new(start_agent_with(
+        d, "edge-1", "edge", link, 1000, "20s", &functions,
+    ));
+    let cloud = start_agent_with(d, "cloud-1", "cloud", link, 64_000, "20s", &functions);
+    let hub_log = || std::fs::read_to_string(d.join("hub.log")).unwrap_or_default();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let replies: Arc<Mutex<Vec<(&'static str, Reply)>>> = Arc::default();
+    let users: Vec<_> = [("api", 100), ("report", 2000)]
+        .into_iter()
+        .map(|(function, pause_ms)| {
+            std::thread::spawn({
+                let (edge, stop, replies) = (edge.clone(), stop.clone(), replies.clone());
+                move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        let reply = edge.invoke(function, "", b"x");
+                        replies.lock().unwrap().push((function, reply));
+                        std::thread::sleep(Duration::from_millis(pause_ms));
+                    }
+                }
+            })
+        })
+        .collect();
+    let forwarded = |function: &str, to: &str| {
+        replies
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|(f, r)| *f == function && r.header("x-synapse-forwarded-to") == Some(to))
+    };
+
+    edge.wait_until("api planned warm at the edge, report in the cloud", |_| {
+        placed_on(d, console, "api") == ["edge-1"] && placed_on(d, console, "report") == ["cloud-1"]
+    });
+    edge.wait_until("report answered from the cloud", |_| {
+        forwarded("report", "cloud-1")
+    });
+    edge.wait_until("both pools warm where planned", |e| {
+        ready(e, "api") >= 1 && ready(&cloud, "report") >= 1
+    });
+    let plan_in_force = replies.lock().unwrap().len();
+    edge.wait_until("more answers under the plan", |_| {
+        replies.lock().unwrap().len() > plan_in_force + 20
+    });
+    stop.store(true, Ordering::Relaxed);
+    for user in users {
+        user.join().unwrap();
+    }
+
+    let replies = replies.lock().unwrap();
+    let failed: Vec<_> = replies.iter().filter(|(_, r)| r.status != 200).collect();
+    assert!(failed.is_empty(), "{failed:?}\n{}", hub_log());
+    // Under the plan, the edge answers api itself.
+    let api_forwarded = replies[plan_in_force..]
+        .iter()
+        .filter(|(f, r)| *f == "api" && r.header("x-synapse-forwarded-to").is_some())
+        .count();
+    assert_eq!(api_forwarded, 0, "api forwarded away from its users");
+    let explained = ctl(d, console, &["placement", "explain", "report"]);
+    assert!(
+        explained["cold_start_s"].as_f64().unwrap_or(0.0) > 1.0,
+        "report's cold start, measured by eBPF: {explained}"
+    );
+    drop(replies);
+    assert!(cloud.stop());
+    match Arc::try_unwrap(edge) {
+        Ok(edge) => assert!(edge.stop()),
+        Err(_) => panic!("the users' threads still hold the edge agent"),
+    }
+}
