@@ -232,9 +232,17 @@ impl Federation {
         if connected.len() < self.config.min_clients {
             return Ok(());
         }
+        let base = self.training_base(&latest)?;
+        if base.version != latest.version {
+            tracing::info!(
+                version = base.version,
+                newest = latest.version,
+                "round trains from the newest version whose rollout was not turned down"
+            );
+        }
         let record = RoundRecord {
             round: inner.next_round,
-            model_version: latest.version,
+            model_version: base.version,
             state: RoundState::Open,
             opened_unix_ms: now,
             deadline_unix_ms: now + self.config.round_timeout.as_millis() as i64,
@@ -253,15 +261,29 @@ impl Federation {
         inner.last_opened_unix_ms = now;
         tracing::info!(
             round = record.round,
-            version = latest.version,
+            version = base.version,
             agents = record.invited.len(),
             "round opened"
         );
         for agent in &record.invited {
-            self.send_round(agent, &record, &latest, inner.parameters);
+            self.send_round(agent, &record, &base, inner.parameters);
         }
         inner.open = Some(record);
         Ok(())
+    }
+
+    /// The version a round trains from: the newest, unless its rollout was turned down
+    /// (rolled back or aborted) — then the newest of its ancestors that was not, so that
+    /// learning goes on from the model the fleet kept rather than from the one it refused.
+    fn training_base(&self, latest: &ModelRecord) -> Result<ModelRecord, FederationError> {
+        let mut base = latest.clone();
+        while base.parent != 0 && self.recipients.refused(base.version) {
+            base = self
+                .models
+                .get(base.parent)?
+                .ok_or(ModelsError::MissingFile(base.parent))?;
+        }
+        Ok(base)
     }
 
     fn send_round(&self, agent: &str, round: &RoundRecord, model: &ModelRecord, parameters: usize) {
@@ -306,7 +328,12 @@ impl Federation {
                 // The hub stopped after registering this round's version: keep that one.
                 round.produced_version = latest.version;
             } else {
-                let record = self.produce(inner, &round, &latest, gradients)?;
+                // The version the round trained from is the new version's parent.
+                let base = self
+                    .models
+                    .get(round.model_version)?
+                    .ok_or(ModelsError::MissingFile(round.model_version))?;
+                let record = self.produce(inner, &round, &base, gradients)?;
                 round.produced_version = record.version;
                 shipped = Some(record);
             }
@@ -332,10 +359,10 @@ impl Federation {
         &self,
         inner: &mut Inner,
         round: &RoundRecord,
-        latest: &ModelRecord,
+        base: &ModelRecord,
         gradients: Vec<(String, GradientReport)>,
     ) -> Result<ModelRecord, FederationError> {
-        let parent = self.models.onnx(latest.version)?;
+        let parent = self.models.onnx(base.version)?;
         let weights = onnx::read_weights(&parent)?;
         let contributions = gradients
             .into_iter()
@@ -351,11 +378,11 @@ impl Federation {
             contributions,
             rand::random(),
         )
-        .ok_or(ModelsError::MissingFile(latest.version))?;
+        .ok_or(ModelsError::MissingFile(base.version))?;
         let file = onnx::write_weights(&parent, &update.weights)?;
         let record = self.models.register(NewModel {
             onnx: &file,
-            parent: latest.version,
+            parent: base.version,
             round: round.round,
             training_loss: Some(round.loss),
             metrics: update.metrics,
@@ -363,7 +390,7 @@ impl Federation {
         })?;
         // The round's loss was measured on the parent, on data it was not trained on.
         self.models
-            .annotate(latest.version, &[("evaluated_loss", round.loss)])?;
+            .annotate(base.version, &[("evaluated_loss", round.loss)])?;
         self.rounds
             .set_state(OPTIMIZER_KEY, &serde_json::to_vec(&inner.optimizer)?)?;
         inner.latest = Some(record.clone());
@@ -586,6 +613,16 @@ impl ControlHandler for Federation {
             }
         }
         let open = open.clone();
-        self.send_round(&agent.agent, &open, &latest, parameters);
+        let base = match self.models.get(open.model_version) {
+            Ok(Some(base)) => base,
+            Ok(None) | Err(_) => {
+                tracing::error!(
+                    version = open.model_version,
+                    "federation: the open round's model is not in the registry"
+                );
+                return;
+            }
+        };
+        self.send_round(&agent.agent, &open, &base, parameters);
     }
 }

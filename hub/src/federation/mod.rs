@@ -14,6 +14,8 @@ pub mod aggregate;
 pub mod config;
 pub mod console;
 pub mod coordinator;
+#[cfg(test)]
+mod coordinator_tests;
 pub mod intake;
 pub mod optimizer;
 pub mod privacy;

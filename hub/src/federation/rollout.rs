@@ -17,6 +17,11 @@ pub trait Recipients: Send + Sync {
     fn wanted(&self, _agent: &str) -> Option<u64> {
         None
     }
+    /// Whether `version` was turned down (its rollout rolled back or aborted): rounds then
+    /// train from the newest version before it that was not.
+    fn refused(&self, _version: u64) -> bool {
+        false
+    }
 }
 
 /// Every connected agent receives every version.

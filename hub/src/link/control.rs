@@ -130,6 +130,15 @@ impl AgentOutlet {
         self.peers().contains_key(agent)
     }
 
+    /// `agent` connected, its frames queued on the receiver returned (for tests of the
+    /// subsystems without a network).
+    #[cfg(test)]
+    pub(crate) fn connect_for_test(&self, agent: &str) -> mpsc::Receiver<Outgoing> {
+        let (queue, frames) = mpsc::channel(4096);
+        self.open(agent, 0, queue);
+        frames
+    }
+
     pub(super) fn open(&self, agent: &str, connection: u64, queue: mpsc::Sender<Outgoing>) {
         self.peers()
             .insert(agent.to_owned(), Peer { connection, queue });

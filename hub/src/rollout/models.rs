@@ -114,4 +114,12 @@ impl crate::federation::rollout::Recipients for RolloutEngine {
     fn wanted(&self, agent: &str) -> Option<u64> {
         self.model_wanted(agent)
     }
+
+    fn refused(&self, version: u64) -> bool {
+        self.model_refused(&version.to_string())
+            .unwrap_or_else(|e| {
+                tracing::error!(version, "model rollout: {e}");
+                false
+            })
+    }
 }
