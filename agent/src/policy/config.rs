@@ -57,7 +57,7 @@ pub struct KeepAliveConfig {
     /// instances longer (more memory, fewer cold starts). Default 60.
     pub cost_threshold: f64,
     /// Weight, in pseudo-observations, of the fleet's idle times blended into a function's own
-    /// (helps functions with little history). Default 2.
+    /// (helps functions with little history). Default 1.
     pub prior_weight: f64,
     /// Range of the idle-time histogram, minutes. Default 240.
     pub range_minutes: usize,
@@ -77,7 +77,7 @@ impl Default for KeepAliveConfig {
     fn default() -> Self {
         Self {
             cost_threshold: 60.0,
-            prior_weight: 2.0,
+            prior_weight: 1.0,
             range_minutes: 240,
             rarity_weighting: true,
             bandwidth: 0.5,
