@@ -215,6 +215,17 @@ fn logged(log: &str, message: &str, field: &str) -> Vec<(String, u64)> {
         .collect()
 }
 
+/// Stops `others`, then the edge agent its users shared (their threads joined by now).
+fn stop_fleet(edge: Arc<Agent>, others: impl IntoIterator<Item = Agent>) {
+    for agent in others {
+        assert!(agent.stop());
+    }
+    match Arc::try_unwrap(edge) {
+        Ok(edge) => assert!(edge.stop()),
+        Err(_) => panic!("a user's thread still holds the edge agent"),
+    }
+}
+
 #[test]
 fn the_plan_reaches_the_agents_pools_follow_and_the_edge_forwards_to_the_warm_tier() {
     require_root();
@@ -351,11 +362,7 @@ fn the_plan_reaches_the_agents_pools_follow_and_the_edge_forwards_to_the_warm_ti
         hub_log()
     );
     drop(replies);
-    assert!(cloud.stop());
-    match Arc::try_unwrap(edge) {
-        Ok(edge) => assert!(edge.stop()),
-        Err(_) => panic!("the users' thread still holds the edge agent"),
-    }
+    stop_fleet(edge, [cloud]);
 }
 
 /// Pre-warm the new before retiring the old: `slow`, which takes 3 s to initialise, is warm
@@ -489,11 +496,7 @@ fn a_host_that_loses_a_function_serves_it_warm_until_the_gainer_is_ready() {
                 .any(|(_, n)| *n >= 1),
         "{handovers:?}\n{edge_log}"
     );
-    assert!(cloud.stop());
-    match Arc::try_unwrap(edge) {
-        Ok(edge) => assert!(edge.stop()),
-        Err(_) => panic!("the user's thread still holds the edge agent"),
-    }
+    stop_fleet(edge, [cloud]);
 }
 
 /// Where the planner puts functions, with real agents: `api` is called ten times a second at
@@ -585,9 +588,5 @@ fn a_latency_sensitive_function_is_warm_at_the_edge_and_a_large_rare_one_in_the_
         "report's cold start, measured by eBPF: {explained}"
     );
     drop(replies);
-    assert!(cloud.stop());
-    match Arc::try_unwrap(edge) {
-        Ok(edge) => assert!(edge.stop()),
-        Err(_) => panic!("the users' threads still hold the edge agent"),
-    }
+    stop_fleet(edge, [cloud]);
 }
