@@ -400,8 +400,7 @@ impl Runtime {
         let current = self.function(&spec.name)?;
         let next = FunctionRuntime::new(spec, current.id, current.env.clone());
         // The host's placement share is the function's, whatever its version.
-        let _ = next.placement.set(current.placement.get());
-        next.placement.assure(current.placement.assured());
+        next.placement.take_from(&current.placement);
         // Far past the current numbers: the current runtime keeps starting instances while
         // the next one warms up.
         next.next_seq.store(
@@ -430,8 +429,7 @@ impl Runtime {
             let planner = std::mem::replace(&mut *old.planner(), retired_plan);
             *next.planner() = planner;
             next.replanned.notify_one();
-            let _ = next.placement.set(old.placement.get());
-            next.placement.assure(old.placement.assured());
+            next.placement.take_from(&old.placement);
         }
         old
     }

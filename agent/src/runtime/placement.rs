@@ -66,6 +66,13 @@ impl PlacementShare {
         self.1.store(instances, Ordering::Relaxed);
     }
 
+    /// Takes `other`'s share and assured instances (a function's new version on this host).
+    pub fn take_from(&self, other: &PlacementShare) {
+        self.0
+            .store(other.0.load(Ordering::Relaxed), Ordering::Relaxed);
+        self.assure(other.assured());
+    }
+
     /// The warm instances assured.
     pub fn assured(&self) -> u32 {
         self.1.load(Ordering::Relaxed)

@@ -80,21 +80,7 @@ mod tests {
     use super::*;
 
     fn open_round(round: u64, version: u64) -> RoundRecord {
-        RoundRecord {
-            round,
-            model_version: version,
-            state: RoundState::Open,
-            opened_unix_ms: 0,
-            deadline_unix_ms: 1000,
-            ended_unix_ms: 0,
-            invited: vec![],
-            accepted: 0,
-            refused: Default::default(),
-            loss: 0.0,
-            samples: 0,
-            produced_version: 0,
-            note: String::new(),
-        }
+        RoundRecord::open(round, version, 0, 1000, vec![])
     }
 
     fn report(round: u64, version: u64, gradient: Vec<f32>) -> GradientReport {

@@ -73,6 +73,34 @@ pub struct RoundRecord {
     pub note: String,
 }
 
+impl RoundRecord {
+    /// Round `round` opened at `opened_unix_ms` on `model_version`, sent to `invited`, taking
+    /// answers until `deadline_unix_ms`; nothing received yet.
+    pub fn open(
+        round: u64,
+        model_version: u64,
+        opened_unix_ms: i64,
+        deadline_unix_ms: i64,
+        invited: Vec<String>,
+    ) -> Self {
+        Self {
+            round,
+            model_version,
+            state: RoundState::Open,
+            opened_unix_ms,
+            deadline_unix_ms,
+            ended_unix_ms: 0,
+            invited,
+            accepted: 0,
+            refused: BTreeMap::new(),
+            loss: 0.0,
+            samples: 0,
+            produced_version: 0,
+            note: String::new(),
+        }
+    }
+}
+
 /// Round records and gradients in two sled trees.
 #[derive(Clone)]
 pub struct RoundStore {

@@ -181,21 +181,7 @@ mod tests {
 
     #[test]
     fn a_nan_gradient_never_reaches_an_aggregator() {
-        let round = super::super::rounds::RoundRecord {
-            round: 1,
-            model_version: 1,
-            state: super::super::rounds::RoundState::Open,
-            opened_unix_ms: 0,
-            deadline_unix_ms: i64::MAX,
-            ended_unix_ms: 0,
-            invited: vec![],
-            accepted: 0,
-            refused: Default::default(),
-            loss: 0.0,
-            samples: 0,
-            produced_version: 0,
-            note: String::new(),
-        };
+        let round = super::super::rounds::RoundRecord::open(1, 1, 0, i64::MAX, vec![]);
         let mut gradient = vec![0.1f32; PARAMETERS];
         gradient[17] = f32::NAN;
         let report = synapse_proto::link::v1::GradientReport {

@@ -236,12 +236,12 @@ impl Placement {
             if let Some((sum, weight)) = cold.get(name) {
                 f.cold_start_s = sum / weight;
             }
-            if let Some(mut hosts) = runs_on.remove(name)
-                && hosts.len() < inputs.hosts.len()
-            {
-                hosts.sort_unstable();
+            // Ascending already: hosts are numbered in the order their reports are read.
+            if let Some(mut hosts) = runs_on.remove(name) {
                 hosts.dedup();
-                f.only_on = Some(hosts);
+                if hosts.len() < inputs.hosts.len() {
+                    f.only_on = Some(hosts);
+                }
             }
             inputs.functions.push(f);
         }

@@ -105,8 +105,8 @@ fn a_latency_sensitive_function_is_warm_at_the_edge_and_a_large_rare_one_in_the_
 #[test]
 fn a_function_is_kept_warm_only_on_hosts_that_run_it() {
     let mut inputs = fleet(2 * GB);
-    // `api` would be warm at the edge, where it is called, but only the cloud runs it;
-    // `web` runs on the edge and the cloud and fills the regional host's place for nothing.
+    // `api` would be warm at the edge, where it is called, but only the cloud runs it; `web`
+    // runs on the edge and the cloud, not on the regional host.
     let mut api = function("api", 0, 50.0, 0.01, 128, 0.3);
     api.only_on = Some(vec![2]);
     let mut web = function("web", 0, 40.0, 0.01, 128, 0.3);

@@ -25,6 +25,18 @@ fn config() -> RolloutsConfig {
     config
 }
 
+/// `agent` (tier number `tier`) connects to `registry` as connection `connection`.
+fn join(registry: &Registry, agent: &str, tier: i32, connection: u64) {
+    let hello = Hello {
+        agent_id: agent.into(),
+        tier,
+        ..Default::default()
+    };
+    registry
+        .connect(&hello, 1, connection, Duration::ZERO)
+        .unwrap();
+}
+
 impl Fleet {
     /// Two edge hosts, one regional, one cloud.
     fn new() -> Self {
@@ -40,14 +52,7 @@ impl Fleet {
         .into_iter()
         .enumerate()
         {
-            let hello = Hello {
-                agent_id: agent.into(),
-                tier,
-                ..Default::default()
-            };
-            registry
-                .connect(&hello, 1, i as u64, Duration::ZERO)
-                .unwrap();
+            join(&registry, agent, tier, i as u64);
         }
         let engine =
             RolloutEngine::new(&db, registry.clone(), AgentOutlet::default(), config()).unwrap();
@@ -199,15 +204,7 @@ fn a_good_version_goes_through_every_step() {
     assert!(fleet.engine.active().unwrap().is_empty());
 
     // A host that joins afterwards runs what the rollout gave every host.
-    let hello = Hello {
-        agent_id: "edge-3".into(),
-        tier: 1,
-        ..Default::default()
-    };
-    fleet
-        .registry
-        .connect(&hello, 1, 10, Duration::ZERO)
-        .unwrap();
+    join(&fleet.registry, "edge-3", 1, 10);
     assert_eq!(
         fleet.engine.desired("edge-3").unwrap()[&r.target].version,
         "2"
@@ -231,15 +228,7 @@ fn a_late_host_outside_a_succeeded_rollouts_selector_gets_nothing_from_it() {
     let r = fleet.rollout(&id);
     assert_eq!(r.state, State::Succeeded, "{:#?}", r.history);
     for (agent, tier) in [("regional-2", 2), ("edge-3", 1)] {
-        let hello = Hello {
-            agent_id: agent.into(),
-            tier,
-            ..Default::default()
-        };
-        fleet
-            .registry
-            .connect(&hello, 1, 20, Duration::ZERO)
-            .unwrap();
+        join(&fleet.registry, agent, tier, 20);
     }
     assert_eq!(
         fleet.engine.desired("regional-2").unwrap()[&r.target].version,

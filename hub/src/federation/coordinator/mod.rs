@@ -239,21 +239,13 @@ impl Federation {
                 "round trains from the newest version whose rollout was not turned down"
             );
         }
-        let record = RoundRecord {
-            round: inner.next_round,
-            model_version: base.version,
-            state: RoundState::Open,
-            opened_unix_ms: now,
-            deadline_unix_ms: now + self.config.round_timeout.as_millis() as i64,
-            ended_unix_ms: 0,
-            invited: connected,
-            accepted: 0,
-            refused: Default::default(),
-            loss: 0.0,
-            samples: 0,
-            produced_version: 0,
-            note: String::new(),
-        };
+        let record = RoundRecord::open(
+            inner.next_round,
+            base.version,
+            now,
+            now + self.config.round_timeout.as_millis() as i64,
+            connected,
+        );
         self.rounds.save(&record)?;
         self.rounds.flush()?;
         inner.next_round += 1;
@@ -277,12 +269,17 @@ impl Federation {
     fn training_base(&self, latest: &ModelRecord) -> Result<ModelRecord, FederationError> {
         let mut base = latest.clone();
         while base.parent != 0 && self.recipients.refused(base.version) {
-            base = self
-                .models
-                .get(base.parent)?
-                .ok_or(ModelsError::MissingFile(base.parent))?;
+            base = self.registered(base.parent)?;
         }
         Ok(base)
+    }
+
+    /// Registered model `version`; a missing one is an error.
+    fn registered(&self, version: u64) -> Result<ModelRecord, FederationError> {
+        Ok(self
+            .models
+            .get(version)?
+            .ok_or(ModelsError::MissingFile(version))?)
     }
 
     fn send_round(&self, agent: &str, round: &RoundRecord, model: &ModelRecord, parameters: usize) {
@@ -328,10 +325,7 @@ impl Federation {
                 round.produced_version = latest.version;
             } else {
                 // The version the round trained from is the new version's parent.
-                let base = self
-                    .models
-                    .get(round.model_version)?
-                    .ok_or(ModelsError::MissingFile(round.model_version))?;
+                let base = self.registered(round.model_version)?;
                 let record = self.produce(inner, &round, &base, gradients)?;
                 round.produced_version = record.version;
                 shipped = Some(record);
@@ -516,12 +510,12 @@ impl ControlHandler for Federation {
             }
         }
         let open = open.clone();
-        let base = match self.models.get(open.model_version) {
-            Ok(Some(base)) => base,
-            Ok(None) | Err(_) => {
+        let base = match self.registered(open.model_version) {
+            Ok(base) => base,
+            Err(e) => {
                 tracing::error!(
                     version = open.model_version,
-                    "federation: the open round's model is not in the registry"
+                    "federation: the open round's model: {e}"
                 );
                 return;
             }
