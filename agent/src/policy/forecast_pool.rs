@@ -66,12 +66,22 @@ impl ForecastPool {
         }
     }
 
+    /// Whether the fleet prior shapes the window yet: once the policy has watched for at
+    /// least the classic keep-alive (`initial_keep_alive_s`). Before, no function can have
+    /// shown the fleet an idle time that long, and a window cut shorter on so little evidence
+    /// would release instances the classic keep-alive keeps — an hourly timer's second call
+    /// found cold because the first minutes of history knew nothing of hour-long idle times.
+    fn prior_in_force(&self) -> bool {
+        self.minutes as f64 * 60.0 >= self.config.keep_alive.initial_keep_alive_s
+    }
+
     fn warm_window(&mut self) -> WarmWindow {
         if let Some(w) = self.window {
             return w;
         }
         let ka = &self.config.keep_alive;
-        let prior_total = self.prior.as_ref().map_or(0.0, |p| p.gaps.total());
+        let prior = self.prior.as_ref().filter(|_| self.prior_in_force());
+        let prior_total = prior.map_or(0.0, |p| p.gaps.total());
         if self.gaps.total() <= 0.0 && (prior_total <= 0.0 || ka.prior_weight <= 0.0) {
             // Nothing known yet, not even about the fleet: the classic fixed keep-alive.
             return WarmWindow {
@@ -82,7 +92,7 @@ impl ForecastPool {
         let value = self.cold_start_value();
         let (d, load) = (self.duration_s, self.config.load_time_s);
         let bandwidth = ka.bandwidth / self.gaps.between_minutes().max(1.0).sqrt();
-        let w = match &self.prior {
+        let w = match prior {
             Some(prior) if ka.prior_weight > 0.0 => {
                 let mut blended = self.gaps.clone();
                 blended.add_scaled(&prior.gaps, ka.prior_weight);
@@ -99,7 +109,11 @@ impl PoolPolicy for ForecastPool {
     fn observe(&mut self, observation: &IntervalObservation) {
         self.forecaster.observe(observation.minute);
         let index = self.minutes;
+        let prior_was_in_force = self.prior_in_force();
         self.minutes += 1;
+        if self.prior_in_force() != prior_was_in_force {
+            self.window = None;
+        }
         let n = observation.minute.invocations;
         if n <= 0.0 {
             self.gaps.open_minutes += 1.0;
@@ -197,6 +211,32 @@ mod tests {
             observe(&mut p, 600.0, 2.0);
         }
         assert_eq!(p.decide(0.0).pool_target, 4);
+    }
+
+    #[test]
+    fn the_fleet_prior_shapes_the_window_only_after_the_classic_keep_alive() {
+        let mut p = policy(ForecasterKind::Histogram);
+        // The fleet so far: functions called again within the minute, or never.
+        let prior = FleetPrior {
+            gaps: IdleGaps {
+                same_minute: 1.0,
+                by_minutes: vec![0.0; 240],
+                beyond: 1.0,
+                ..IdleGaps::default()
+            },
+            mean_active_minutes: 1.0,
+        };
+        p.set_fleet_prior(Arc::new(prior));
+        observe(&mut p, 1.0, 0.5);
+        for _ in 1..10 {
+            assert_eq!(p.decide(0.0).keep_alive_s, 600.0, "the classic keep-alive");
+            observe(&mut p, 0.0, 0.5);
+        }
+        let d = p.decide(0.0);
+        assert!(
+            d.keep_alive_s < 120.0,
+            "the fleet's short idle times: {d:?}"
+        );
     }
 
     #[test]

@@ -2,8 +2,11 @@
 //! one invocation per instance at a time, a cold start when no idle warm instance exists (the
 //! new instance loads for `L` before running; attaching to a loading pre-warm is cold too), the
 //! most recently idle instance taken first, keep-alive counted from the end of the last
-//! execution (the policy's current keep-alive applies to every idle instance), pre-warms that release the instance and load a new one after the delay unless an
-//! invocation came first, and idle time clipped at the end of the trace.
+//! execution (the policy's current keep-alive applies to every idle instance), pre-warms that
+//! release the instance and load a new one after the delay unless an invocation came first
+//! (an instance the pool target loaded and no invocation used is no execution's end: under a
+//! pre-warm window it goes once the target lets it), and idle time clipped at the end of the
+//! trace.
 
 use crate::policy::PoolDecision;
 
@@ -38,6 +41,8 @@ struct Instance {
     expires: f64,
     /// End of the execution its keep-alive is counted from.
     anchor: f64,
+    /// Started for the pool target and not used since: no execution end anchors it.
+    for_target: bool,
 }
 
 impl Instance {
@@ -105,6 +110,10 @@ impl FunctionSim {
         self.decision = decision;
         self.tick_end = until;
         let target = decision.pool_target as usize;
+        // Under a pre-warm window an instance is warm only from the pre-warm on after an
+        // execution end: one started for the target and never used has no such end, and goes
+        // as soon as the target no longer holds it.
+        let unanchored_go = decision.prewarm_s.is_some();
         while self.instances.len() < target {
             let ready = now + self.load_s;
             self.instances.push(Instance {
@@ -112,15 +121,24 @@ impl FunctionSim {
                     ready,
                     attached: false,
                 },
-                expires: ready + decision.keep_alive_s,
+                expires: if unanchored_go {
+                    ready
+                } else {
+                    ready + decision.keep_alive_s
+                },
                 anchor: ready,
+                for_target: true,
             });
         }
         // The keep-alive in force applies to every idle instance, counted from the end of
         // its last execution (an instance past its new window goes now, not in the past).
         for inst in &mut self.instances {
             if matches!(inst.phase, Phase::Idle { .. }) {
-                inst.expires = (inst.anchor + decision.keep_alive_s).max(now);
+                inst.expires = if unanchored_go && inst.for_target {
+                    now
+                } else {
+                    (inst.anchor + decision.keep_alive_s).max(now)
+                };
             }
         }
     }
@@ -168,6 +186,7 @@ impl FunctionSim {
                     },
                     expires: f64::INFINITY,
                     anchor: t,
+                    for_target: false,
                 }),
             }
         }
@@ -248,6 +267,7 @@ impl FunctionSim {
             },
             expires: warm_until,
             anchor: released,
+            for_target: false,
         });
     }
 
@@ -279,6 +299,7 @@ impl FunctionSim {
                             phase: Phase::Idle { since: at },
                             expires: at + d.keep_alive_s,
                             anchor: at,
+                            for_target: false,
                         };
                         if d.keep_alive_s <= 0.0 {
                             self.retire_or_keep(i, at);

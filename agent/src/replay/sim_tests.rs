@@ -143,3 +143,32 @@ fn a_new_keep_alive_applies_to_instances_already_idle() {
     assert_eq!(s.whole.cold_starts, 2);
     s.finish();
 }
+
+#[test]
+fn an_instance_started_for_the_target_and_never_used_goes_under_a_prewarm_window() {
+    let mut s = FunctionSim::new(1.0, 2.0, 100.0, 10_000.0);
+    let target = PoolDecision {
+        pool_target: 1,
+        keep_alive_s: 3600.0,
+        prewarm_s: None,
+    };
+    s.begin_interval(0.0, 60.0, target);
+    // The window is now warm only from 1800 s after an execution end: the instance, ready at
+    // 1 and never used, is no execution's end and goes when the target lets it.
+    let window = PoolDecision {
+        pool_target: 0,
+        keep_alive_s: 3600.0,
+        prewarm_s: Some(1800.0),
+    };
+    s.begin_interval(60.0, 120.0, window);
+    s.begin_interval(120.0, 180.0, window);
+    assert_eq!(s.instances(), 0);
+    s.finish();
+    assert!((s.whole.wasted_mb_s - 59.0 * 100.0).abs() < 1e-9);
+    // Without a pre-warm the same instance stays for the keep-alive, counted from readiness.
+    let mut s = FunctionSim::new(1.0, 2.0, 100.0, 10_000.0);
+    s.begin_interval(0.0, 60.0, target);
+    s.begin_interval(60.0, 120.0, keep(3600.0));
+    s.begin_interval(120.0, 180.0, keep(3600.0));
+    assert_eq!(s.instances(), 1);
+}

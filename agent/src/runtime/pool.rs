@@ -11,7 +11,9 @@
 //! it became ready — or, for a pre-warmed instance, the end of the invocation of the instance
 //! it replaces. Pre-warm (when the plan has one): an idle instance beyond the target whose
 //! invocation ended less than the pre-warm delay ago is released, and a new one is started
-//! that delay after the end, unless an invocation arrives first (as in the replay's pool).
+//! that delay after the end, unless an invocation arrives first; an idle instance started for
+//! the target and never used is released (no execution end anchors a window for it) — as in
+//! the replay's pool.
 
 use std::{
     collections::{BTreeMap, VecDeque},
@@ -289,28 +291,34 @@ impl Pool {
     }
 
     /// Releases idle instances beyond the `keep` the pool holds whose invocation ended less
-    /// than `prewarm` ago, each replaced by a pre-warm `prewarm` after that end.
+    /// than `prewarm` ago, each replaced by a pre-warm `prewarm` after that end; and those
+    /// started for the target that no invocation has used, which no execution end anchors
+    /// (the window is warm only from the pre-warm on after an execution end), with no
+    /// pre-warm in their place.
     pub fn release_for_prewarm(&mut self, prewarm: Duration, keep: u32, now: Instant) {
-        let mut idle: Vec<(u64, Instant)> = self
+        let mut idle: Vec<(u64, Instant, bool)> = self
             .slots
             .iter()
-            .filter(|(_, s)| {
-                s.state == SlotState::Ready
-                    && s.in_flight == 0
-                    && s.anchored_by_invocation
-                    && now.duration_since(s.anchor) < prewarm
+            .filter(|(_, s)| s.state == SlotState::Ready && s.in_flight == 0)
+            .filter_map(|(&seq, s)| {
+                if s.anchored_by_invocation {
+                    (now.duration_since(s.anchor) < prewarm).then_some((seq, s.anchor, true))
+                } else {
+                    (!s.prewarmed).then_some((seq, s.anchor, false))
+                }
             })
-            .map(|(&seq, s)| (seq, s.anchor))
             .collect();
         // The least recently used go first, as at expiry.
-        idle.sort_by_key(|&(_, anchor)| anchor);
+        idle.sort_by_key(|&(_, anchor, _)| anchor);
         let surplus = self.alive().saturating_sub(keep) as usize;
-        for (seq, anchor) in idle.into_iter().take(surplus) {
-            let Some(start_at) = anchor.checked_add(prewarm) else {
-                continue; // beyond any clock: no pre-warm, the keep-alive rules alone
-            };
+        for (seq, anchor, ended) in idle.into_iter().take(surplus) {
             self.retire(seq);
-            self.prewarms.push(PendingPrewarm { start_at, anchor });
+            if !ended {
+                continue;
+            }
+            if let Some(start_at) = anchor.checked_add(prewarm) {
+                self.prewarms.push(PendingPrewarm { start_at, anchor });
+            }
         }
     }
 

@@ -107,10 +107,14 @@ fn an_arrival_cancels_pending_prewarms() {
 }
 
 #[test]
-fn instances_that_never_served_are_not_released_for_prewarm() {
+fn instances_started_for_the_target_and_never_used_go_without_a_prewarm() {
     let t0 = Instant::now();
-    let mut p = pool_with_ready(1, 1, t0);
-    p.release_for_prewarm(Duration::from_secs(10), 0, t0);
+    let mut p = pool_with_ready(3, 1, t0);
+    // Still held by the target: kept.
+    p.release_for_prewarm(Duration::from_secs(10), 3, t0);
+    assert_eq!((p.ready(), p.pending_prewarms()), (3, 0));
+    // Beyond it: no execution end anchors a window for them, so nothing is pre-warmed.
+    p.release_for_prewarm(Duration::from_secs(10), 1, t0 + Duration::from_secs(600));
     assert_eq!((p.ready(), p.pending_prewarms()), (1, 0));
 }
 
