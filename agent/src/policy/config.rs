@@ -69,7 +69,8 @@ pub struct KeepAliveConfig {
     /// `1/√n` with `n` idle times seen. Default 0.5.
     pub bandwidth: f64,
     /// Keep-alive while neither the function nor the fleet has shown any idle time yet,
-    /// seconds: the classic fixed keep-alive. Default 600.
+    /// seconds: the classic fixed keep-alive. The fleet prior is used only once the policy
+    /// has watched this long. Default 600.
     pub initial_keep_alive_s: f64,
 }
 
