@@ -270,60 +270,15 @@ impl Reader {
     /// The status, the end-to-end header lines and the framing of the body.
     async fn head(&mut self) -> Result<(u16, Vec<u8>, Framing), ForwardError> {
         loop {
-            let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
-            let mut parsed = httparse::Response::new(&mut slots);
-            match parsed.parse(&self.buf).map_err(broken)? {
-                httparse::Status::Complete(len) => {
-                    // The codes `http` takes: three digits, not starting with 0.
-                    let status = parsed
-                        .code
-                        .filter(|c| (100..1000).contains(c))
-                        .ok_or_else(|| broken("no valid status code"))?;
-                    let mut fields = Vec::with_capacity(len);
-                    let mut framing = Framing::UntilClose;
-                    let mut coded = false;
-                    for h in parsed.headers.iter() {
-                        // httparse has checked the name to be a token and the value to hold
-                        // no control characters: what hyper would pass on.
-                        let name = h.name.as_bytes();
-                        if name.eq_ignore_ascii_case(b"transfer-encoding") {
-                            // A transfer coding overrides any length; the last one decides,
-                            // and a body not chunked last runs to the end of the connection.
-                            coded = true;
-                            let last = h.value.rsplit(|&b| b == b',').next().unwrap_or_default();
-                            framing = if last.trim_ascii().eq_ignore_ascii_case(b"chunked") {
-                                Framing::Chunked
-                            } else {
-                                Framing::UntilClose
-                            };
-                        } else if name.eq_ignore_ascii_case(b"content-length") && !coded {
-                            let n = std::str::from_utf8(h.value)
-                                .ok()
-                                .and_then(|v| v.trim().parse::<usize>().ok())
-                                .ok_or_else(|| broken("invalid Content-Length"))?;
-                            if matches!(framing, Framing::Length(m) if m != n) {
-                                return Err(broken("conflicting Content-Length headers"));
-                            }
-                            framing = Framing::Length(n);
-                        }
-                        if !hop_by_hop(name) {
-                            fields.extend(name.iter().map(u8::to_ascii_lowercase));
-                            fields.extend_from_slice(b": ");
-                            fields.extend_from_slice(h.value);
-                            fields.extend_from_slice(b"\r\n");
-                        }
-                    }
-                    self.buf.advance(len);
-                    return Ok((status, fields, framing));
-                }
-                httparse::Status::Partial if self.buf.len() >= MAX_HEAD => {
-                    return Err(broken("the answer's head is over 64 KiB"));
-                }
-                httparse::Status::Partial => {
-                    if !self.fill().await? {
-                        return Err(broken("the connection ended before the answer's head"));
-                    }
-                }
+            if let Some((len, head)) = parse_head(&self.buf)? {
+                self.buf.advance(len);
+                return Ok(head);
+            }
+            if self.buf.len() >= MAX_HEAD {
+                return Err(broken("the answer's head is over 64 KiB"));
+            }
+            if !self.fill().await? {
+                return Err(broken("the connection ended before the answer's head"));
             }
         }
     }
@@ -378,6 +333,58 @@ impl Reader {
             }
         }
     }
+}
+
+/// The answer's head at the start of `buf`, when it is all there: its length, and the status,
+/// end-to-end header lines and framing of the body. Apart from the reading, so that the
+/// header slots take no room in the exchange's future.
+#[allow(clippy::type_complexity)] // one use, just above
+fn parse_head(buf: &[u8]) -> Result<Option<(usize, (u16, Vec<u8>, Framing))>, ForwardError> {
+    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut parsed = httparse::Response::new(&mut slots);
+    let httparse::Status::Complete(len) = parsed.parse(buf).map_err(broken)? else {
+        return Ok(None);
+    };
+    // The codes `http` takes: three digits, not starting with 0.
+    let status = parsed
+        .code
+        .filter(|c| (100..1000).contains(c))
+        .ok_or_else(|| broken("no valid status code"))?;
+    let mut fields = Vec::with_capacity(len);
+    let mut framing = Framing::UntilClose;
+    let mut coded = false;
+    for h in parsed.headers.iter() {
+        // httparse has checked the name to be a token and the value to hold no control
+        // characters: what hyper would pass on.
+        let name = h.name.as_bytes();
+        if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            // A transfer coding overrides any length; the last one decides, and a body not
+            // chunked last runs to the end of the connection.
+            coded = true;
+            let last = h.value.rsplit(|&b| b == b',').next().unwrap_or_default();
+            framing = if last.trim_ascii().eq_ignore_ascii_case(b"chunked") {
+                Framing::Chunked
+            } else {
+                Framing::UntilClose
+            };
+        } else if name.eq_ignore_ascii_case(b"content-length") && !coded {
+            let n = std::str::from_utf8(h.value)
+                .ok()
+                .and_then(|v| v.trim().parse::<usize>().ok())
+                .ok_or_else(|| broken("invalid Content-Length"))?;
+            if matches!(framing, Framing::Length(m) if m != n) {
+                return Err(broken("conflicting Content-Length headers"));
+            }
+            framing = Framing::Length(n);
+        }
+        if !hop_by_hop(name) {
+            fields.extend(name.iter().map(u8::to_ascii_lowercase));
+            fields.extend_from_slice(b": ");
+            fields.extend_from_slice(h.value);
+            fields.extend_from_slice(b"\r\n");
+        }
+    }
+    Ok(Some((len, (status, fields, framing))))
 }
 
 #[cfg(test)]
