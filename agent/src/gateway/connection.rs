@@ -6,8 +6,8 @@
 //! httparse in place (`request.rs`), its body read to its `Content-Length` within the
 //! function's `max_request_bytes`, the invocation forwarded (`invoke.rs`) with the headers as
 //! they lie in the buffer, and the answer's head written by hand (`reply.rs`) — no hyper
-//! connection object, no `http` request or header map, no allocation per request beyond the
-//! instance's answer. The header timeout's timer is armed only when the head is not there
+//! connection object, no `http` request or header map, and the connection's buffers reused
+//! from one request to the next. The header timeout's timer is armed only when the head is not there
 //! already: a new connection's request has usually arrived by the time it is accepted, and it
 //! is read at once with one `recv`, without a trip through the event loop. Kept-alive
 //! connections answer their requests in order (pipelined bytes stay in the buffer for the

@@ -9,12 +9,7 @@ use std::{
 };
 
 use http_body_util::{BodyExt as _, Limited};
-use hyper::{
-    Method, StatusCode,
-    body::Incoming,
-    header::{self},
-    http::request::Parts,
-};
+use hyper::{Method, StatusCode, body::Incoming, header, http::request::Parts};
 use tracing::info;
 
 use super::{
