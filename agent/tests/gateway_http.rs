@@ -19,7 +19,8 @@ struct Fixture {
     _dir: tempfile::TempDir,
 }
 
-/// An agent with the function `echo` (one warm instance, bodies up to 64 bytes).
+/// An agent with the function `echo` (one warm instance, bodies up to 64 bytes). Each test
+/// stops it with SIGTERM, which ends its instances and removes its cgroups.
 fn start(name: &str, gateway_settings: &str) -> Fixture {
     require_root();
     let dir = tempfile::tempdir().unwrap();
@@ -246,6 +247,7 @@ fn requests_off_the_fast_path_are_answered_by_hyper_on_the_same_connection() {
     fx.agent.wait_until("the answers counted", |a| {
         responses(a, 200) == 6.0 && responses(a, 413) == 2.0
     });
+    assert!(fx.agent.stop(), "the agent exited with an error");
 }
 
 #[test]
@@ -265,4 +267,5 @@ fn a_head_that_does_not_arrive_in_time_closes_the_connection() {
     assert!(closed(&mut kept));
     // Clients that send in time are not affected.
     assert_eq!(fx.agent.invoke("echo", "", b"ok").status, 200);
+    assert!(fx.agent.stop(), "the agent exited with an error");
 }
