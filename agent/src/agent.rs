@@ -155,6 +155,7 @@ pub async fn run(config: AgentConfig) -> Result<()> {
     let serving = crate::gateway::serve_with_remote(
         gateway,
         config.gateway.threads,
+        config.gateway.header_read_timeout,
         runtime.clone(),
         metrics.clone(),
         records_tx,

@@ -122,6 +122,11 @@ pub struct GatewayConfig {
     pub listen: SocketAddr,
     /// Threads serving the gateway; 0 means one per CPU. Default 0.
     pub threads: usize,
+    /// How long a client may take to send a request's head, counted from when the gateway
+    /// waits for it (a new connection, or the end of the previous answer on a kept-alive
+    /// one); past it the connection is closed. Between 1 ms and 1 h. Default 30 s.
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
 }
 
 impl Default for GatewayConfig {
@@ -129,6 +134,7 @@ impl Default for GatewayConfig {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             threads: 0,
+            header_read_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -255,6 +261,16 @@ impl AgentConfig {
                 format!(
                     "must be a power of two of at least 4096, got {}",
                     t.ring_buffer_bytes
+                ),
+            ));
+        }
+        let header = self.gateway.header_read_timeout;
+        if header < Duration::from_millis(1) || header > Duration::from_secs(3600) {
+            return Err((
+                "gateway.header_read_timeout".into(),
+                format!(
+                    "must be between 1ms and 1h, got {}",
+                    humantime::format_duration(header)
                 ),
             ));
         }
@@ -415,6 +431,17 @@ mod tests {
             .to_string();
         assert!(
             err.contains("telemetry.interval: must be between 1s and 1h"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_header_read_timeout_of_zero_is_refused() {
+        let err = AgentConfig::parse("[gateway]\nheader_read_timeout = \"0s\"\n", "a.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("gateway.header_read_timeout: must be between 1ms and 1h"),
             "{err}"
         );
     }

@@ -6,7 +6,10 @@
 //! invocation's path, so it is done directly: the request is written out in one piece
 //! (request line, headers, `Connection: close`, `Content-Length`, body) and the answer's head
 //! parsed with httparse — hyper's own parser — without a client connection object per
-//! invocation. The answer's body is framed by `Transfer-Encoding: chunked` (decoded here),
+//! invocation. The request's headers come as parsed (name and value, borrowed from wherever
+//! the gateway read them) and the answer's end-to-end headers go back as the lines they will
+//! be written as, so the gateway's fast path builds no header map either way; [`forward_to`]
+//! gives the same exchange with `http` types. The answer's body is framed by `Transfer-Encoding: chunked` (decoded here),
 //! `Content-Length`, or the end of the connection; interim `1xx` answers are skipped.
 
 use std::{net::SocketAddr, time::Duration};
@@ -14,7 +17,7 @@ use std::{net::SocketAddr, time::Duration};
 use bytes::{Buf as _, Bytes, BytesMut};
 use hyper::{
     HeaderMap, Method, Response, StatusCode,
-    header::{self, HeaderName, HeaderValue},
+    header::{HeaderName, HeaderValue},
 };
 use tokio::{
     io::{AsyncReadExt as _, AsyncWriteExt as _},
@@ -38,16 +41,17 @@ fn broken(why: impl std::fmt::Display) -> ForwardError {
 }
 
 /// Headers that belong to one hop and are not passed on.
-const HOP_BY_HOP: &[header::HeaderName] = &[
-    header::CONNECTION,
-    header::TE,
-    header::TRAILER,
-    header::TRANSFER_ENCODING,
-    header::UPGRADE,
-    header::PROXY_AUTHORIZATION,
-    header::PROXY_AUTHENTICATE,
-    header::HOST,
-    header::CONTENT_LENGTH,
+const HOP_BY_HOP: &[&[u8]] = &[
+    b"connection",
+    b"te",
+    b"trailer",
+    b"transfer-encoding",
+    b"upgrade",
+    b"proxy-authorization",
+    b"proxy-authenticate",
+    b"host",
+    b"content-length",
+    b"keep-alive",
 ];
 
 /// Largest answer head read, bytes; and most headers in it.
@@ -56,9 +60,62 @@ const MAX_HEADERS: usize = 100;
 /// Bodies up to this size go out in the same write as the head.
 const COALESCE: usize = 16 * 1024;
 
-/// Whether `name` belongs to one hop only.
-fn hop_by_hop(name: &HeaderName) -> bool {
-    HOP_BY_HOP.contains(name) || name.as_str() == "keep-alive"
+/// Whether the header `name` (any case) belongs to one hop only.
+pub(super) fn hop_by_hop(name: &[u8]) -> bool {
+    HOP_BY_HOP.iter().any(|h| h.eq_ignore_ascii_case(name))
+}
+
+/// An instance's answer as read off the wire: its status, its end-to-end header lines
+/// (`name: value\r\n` each, names in lower case as hyper writes them) and its whole body.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub fields: Vec<u8>,
+    pub body: Bytes,
+}
+
+impl Answer {
+    /// The end-to-end headers, name and value.
+    pub fn fields(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        self.fields
+            .split(|&b| b == b'\n')
+            .filter_map(|line| line.strip_suffix(b"\r"))
+            .filter_map(|line| {
+                let colon = line.iter().position(|&b| b == b':')?;
+                let value = &line[colon + 1..];
+                Some((&line[..colon], value.strip_prefix(b" ").unwrap_or(value)))
+            })
+    }
+
+    /// The answer with `http` types, for the hyper path and cross-tier forwarding.
+    pub fn into_response(self) -> Result<Response<Bytes>, ForwardError> {
+        let status = StatusCode::from_u16(self.status).map_err(broken)?;
+        let mut headers = HeaderMap::new();
+        for (name, value) in self.fields() {
+            headers.append(
+                HeaderName::from_bytes(name).map_err(broken)?,
+                HeaderValue::from_bytes(value).map_err(broken)?,
+            );
+        }
+        let mut response = Response::new(self.body);
+        *response.status_mut() = status;
+        *response.headers_mut() = headers;
+        Ok(response)
+    }
+}
+
+/// A request's headers as name and value, borrowed from wherever they were parsed.
+pub type Fields<'a> = [httparse::Header<'a>];
+
+/// `headers` as [`Fields`].
+pub fn fields_of(headers: &HeaderMap) -> Vec<httparse::Header<'_>> {
+    headers
+        .iter()
+        .map(|(name, value)| httparse::Header {
+            name: name.as_str(),
+            value: value.as_bytes(),
+        })
+        .collect()
 }
 
 /// Forwards one invocation to `/` of the instance at `addr`, with the client's `query`.
@@ -84,11 +141,27 @@ pub async fn forward_to(
     body: &Bytes,
     timeout: Duration,
 ) -> Result<Response<Bytes>, ForwardError> {
+    let fields = fields_of(headers);
+    exchange(addr, method, path, query, &fields, body, timeout)
+        .await?
+        .into_response()
+}
+
+/// Sends one request, headers given as parsed, and reads the whole answer.
+pub async fn exchange(
+    addr: SocketAddr,
+    method: &Method,
+    path: &str,
+    query: Option<&str>,
+    headers: &Fields<'_>,
+    body: &[u8],
+    timeout: Duration,
+) -> Result<Answer, ForwardError> {
+    let mut out = request_head(addr, method, path, query, headers, body.len());
     let exchange = async {
         let mut stream = TcpStream::connect(addr)
             .await
             .map_err(ForwardError::Connect)?;
-        let mut out = request_head(addr, method, path, query, headers, body.len());
         if body.len() <= COALESCE {
             // One write and then only reads: Nagle's algorithm never holds anything back.
             out.extend_from_slice(body);
@@ -115,7 +188,7 @@ fn request_head(
     method: &Method,
     path: &str,
     query: Option<&str>,
-    headers: &HeaderMap,
+    headers: &Fields<'_>,
     body_len: usize,
 ) -> Vec<u8> {
     use std::io::Write as _;
@@ -129,10 +202,10 @@ fn request_head(
     }
     // Writing into a Vec cannot fail.
     let _ = write!(out, " HTTP/1.1\r\nhost: {addr}\r\n");
-    for (name, value) in headers.iter().filter(|(n, _)| !hop_by_hop(n)) {
-        out.extend_from_slice(name.as_str().as_bytes());
+    for h in headers.iter().filter(|h| !hop_by_hop(h.name.as_bytes())) {
+        out.extend_from_slice(h.name.as_bytes());
         out.extend_from_slice(b": ");
-        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(h.value);
         out.extend_from_slice(b"\r\n");
     }
     let _ = write!(
@@ -167,18 +240,16 @@ impl Reader {
     }
 
     /// The answer, with its end-to-end headers only.
-    async fn answer(&mut self, head_request: bool) -> Result<Response<Bytes>, ForwardError> {
+    async fn answer(&mut self, head_request: bool) -> Result<Answer, ForwardError> {
         loop {
-            let (status, headers, framing) = self.head().await?;
-            if status.is_informational() {
-                if status == StatusCode::SWITCHING_PROTOCOLS {
+            let (status, fields, framing) = self.head().await?;
+            if (100..200).contains(&status) {
+                if status == 101 {
                     return Err(broken("the instance switched protocols"));
                 }
                 continue; // 100 Continue and the like: the answer follows
             }
-            let no_body = head_request
-                || status == StatusCode::NO_CONTENT
-                || status == StatusCode::NOT_MODIFIED;
+            let no_body = head_request || status == 204 || status == 304;
             let body = match framing {
                 _ if no_body => Bytes::new(),
                 Framing::Chunked => self.chunked().await?,
@@ -188,64 +259,26 @@ impl Reader {
                     self.buf.split().freeze()
                 }
             };
-            let mut response = Response::new(body);
-            *response.status_mut() = status;
-            *response.headers_mut() = headers;
-            return Ok(response);
+            return Ok(Answer {
+                status,
+                fields,
+                body,
+            });
         }
     }
 
-    /// The status, the end-to-end headers and the framing of the body.
-    async fn head(&mut self) -> Result<(StatusCode, HeaderMap, Framing), ForwardError> {
+    /// The status, the end-to-end header lines and the framing of the body.
+    async fn head(&mut self) -> Result<(u16, Vec<u8>, Framing), ForwardError> {
         loop {
-            let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
-            let mut parsed = httparse::Response::new(&mut slots);
-            match parsed.parse(&self.buf).map_err(broken)? {
-                httparse::Status::Complete(len) => {
-                    let status = parsed
-                        .code
-                        .and_then(|c| StatusCode::from_u16(c).ok())
-                        .ok_or_else(|| broken("no valid status code"))?;
-                    let mut headers = HeaderMap::with_capacity(parsed.headers.len() + 3);
-                    let mut framing = Framing::UntilClose;
-                    let mut coded = false;
-                    for h in parsed.headers.iter() {
-                        let name = HeaderName::from_bytes(h.name.as_bytes()).map_err(broken)?;
-                        if name == header::TRANSFER_ENCODING {
-                            // A transfer coding overrides any length; the last one decides,
-                            // and a body not chunked last runs to the end of the connection.
-                            coded = true;
-                            let last = h.value.rsplit(|&b| b == b',').next().unwrap_or_default();
-                            framing = if last.trim_ascii().eq_ignore_ascii_case(b"chunked") {
-                                Framing::Chunked
-                            } else {
-                                Framing::UntilClose
-                            };
-                        } else if name == header::CONTENT_LENGTH && !coded {
-                            let n = std::str::from_utf8(h.value)
-                                .ok()
-                                .and_then(|v| v.trim().parse::<usize>().ok())
-                                .ok_or_else(|| broken("invalid Content-Length"))?;
-                            if matches!(framing, Framing::Length(m) if m != n) {
-                                return Err(broken("conflicting Content-Length headers"));
-                            }
-                            framing = Framing::Length(n);
-                        }
-                        if !hop_by_hop(&name) {
-                            headers.append(name, HeaderValue::from_bytes(h.value).map_err(broken)?);
-                        }
-                    }
-                    self.buf.advance(len);
-                    return Ok((status, headers, framing));
-                }
-                httparse::Status::Partial if self.buf.len() >= MAX_HEAD => {
-                    return Err(broken("the answer's head is over 64 KiB"));
-                }
-                httparse::Status::Partial => {
-                    if !self.fill().await? {
-                        return Err(broken("the connection ended before the answer's head"));
-                    }
-                }
+            if let Some((len, head)) = parse_head(&self.buf)? {
+                self.buf.advance(len);
+                return Ok(head);
+            }
+            if self.buf.len() >= MAX_HEAD {
+                return Err(broken("the answer's head is over 64 KiB"));
+            }
+            if !self.fill().await? {
+                return Err(broken("the connection ended before the answer's head"));
             }
         }
     }
@@ -300,6 +333,58 @@ impl Reader {
             }
         }
     }
+}
+
+/// The answer's head at the start of `buf`, when it is all there: its length, and the status,
+/// end-to-end header lines and framing of the body. Apart from the reading, so that the
+/// header slots take no room in the exchange's future.
+#[allow(clippy::type_complexity)] // one use, just above
+fn parse_head(buf: &[u8]) -> Result<Option<(usize, (u16, Vec<u8>, Framing))>, ForwardError> {
+    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut parsed = httparse::Response::new(&mut slots);
+    let httparse::Status::Complete(len) = parsed.parse(buf).map_err(broken)? else {
+        return Ok(None);
+    };
+    // The codes `http` takes: three digits, not starting with 0.
+    let status = parsed
+        .code
+        .filter(|c| (100..1000).contains(c))
+        .ok_or_else(|| broken("no valid status code"))?;
+    let mut fields = Vec::with_capacity(len);
+    let mut framing = Framing::UntilClose;
+    let mut coded = false;
+    for h in parsed.headers.iter() {
+        // httparse has checked the name to be a token and the value to hold no control
+        // characters: what hyper would pass on.
+        let name = h.name.as_bytes();
+        if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            // A transfer coding overrides any length; the last one decides, and a body not
+            // chunked last runs to the end of the connection.
+            coded = true;
+            let last = h.value.rsplit(|&b| b == b',').next().unwrap_or_default();
+            framing = if last.trim_ascii().eq_ignore_ascii_case(b"chunked") {
+                Framing::Chunked
+            } else {
+                Framing::UntilClose
+            };
+        } else if name.eq_ignore_ascii_case(b"content-length") && !coded {
+            let n = std::str::from_utf8(h.value)
+                .ok()
+                .and_then(|v| v.trim().parse::<usize>().ok())
+                .ok_or_else(|| broken("invalid Content-Length"))?;
+            if matches!(framing, Framing::Length(m) if m != n) {
+                return Err(broken("conflicting Content-Length headers"));
+            }
+            framing = Framing::Length(n);
+        }
+        if !hop_by_hop(name) {
+            fields.extend(name.iter().map(u8::to_ascii_lowercase));
+            fields.extend_from_slice(b": ");
+            fields.extend_from_slice(h.value);
+            fields.extend_from_slice(b"\r\n");
+        }
+    }
+    Ok(Some((len, (status, fields, framing))))
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //! sent, and every framing of an answer.
 
 use super::*;
+use hyper::header;
 
 /// An instance that reads one request and writes `answer` in pieces; returns the address and
 /// a receiver of the request it read.

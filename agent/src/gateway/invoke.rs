@@ -8,87 +8,87 @@ use std::{
     time::{Duration, Instant},
 };
 
-use http_body_util::{BodyExt as _, Full, Limited};
-use hyper::{
-    Response, StatusCode,
-    body::Incoming,
-    header::{self, HeaderValue},
-    http::request::Parts,
-};
+use http_body_util::{BodyExt as _, Limited};
+use hyper::{Method, StatusCode, body::Incoming, header, http::request::Parts};
 use tracing::info;
 
 use super::{
     Answer, Gateway, error,
-    forward::{ForwardError, forward},
+    forward::{self, Fields, ForwardError},
+    reply::Reply,
 };
 use crate::runtime::{FunctionRuntime, InvocationRecord, LeaseError};
 
 impl Gateway {
-    pub(super) async fn invoke(&self, name: &str, head: &Parts, body: Incoming) -> Answer {
-        let arrived = Instant::now();
-        let Some(&index) = self.by_name.get(name) else {
-            return error(
-                StatusCode::NOT_FOUND,
-                format!("no function named `{name}` on this agent"),
-            );
-        };
-        let Some(f) = self.runtime.function(name) else {
-            return error(
-                StatusCode::NOT_FOUND,
-                format!("no function named `{name}` on this agent"),
-            );
-        };
-        let served = &self.served[index];
-        let answer = self
-            .invoke_served(name, index, &f, arrived, head, body)
-            .await;
-        served.series.response(answer.status().as_u16());
-        answer
+    /// The function named `name`: where it is among the served, and its runtime now.
+    pub(super) fn function(&self, name: &str) -> Option<(usize, Arc<FunctionRuntime>)> {
+        let &index = self.by_name.get(name)?;
+        Some((index, self.runtime.function(name)?))
     }
 
-    async fn invoke_served(
+    /// An invocation the hyper path serves (`mod.rs`): the fast path (`connection.rs`) hands
+    /// it the requests it does not take, such as those with a chunked body.
+    pub(super) async fn invoke(&self, name: &str, head: &Parts, body: Incoming) -> Answer {
+        let arrived = Instant::now();
+        let Some((index, f)) = self.function(name) else {
+            return error(
+                StatusCode::NOT_FOUND,
+                format!("no function named `{name}` on this agent"),
+            );
+        };
+        let limit = f.spec.max_request_bytes;
+        let declared = head
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok());
+        let body = if declared.is_some_and(|n| n > limit) {
+            None
+        } else {
+            Limited::new(body, limit)
+                .collect()
+                .await
+                .ok()
+                .map(|c| c.to_bytes())
+        };
+        let reply = match body {
+            Some(body) => {
+                let fields = forward::fields_of(&head.headers);
+                self.invoke_served(name, index, &f, arrived, head.uri.query(), &fields, &body)
+                    .await
+            }
+            None => too_large(name, limit),
+        };
+        self.served[index].series.response(reply.status());
+        reply.into_answer()
+    }
+
+    /// Forwards an invocation whose body is read (and within the limit) to an instance, with
+    /// one retry on another, and records it. The caller counts the reply's status.
+    #[allow(clippy::too_many_arguments)] // the invocation's parts, borrowed as they lie
+    pub(super) async fn invoke_served(
         &self,
         name: &str,
         index: usize,
         f: &Arc<FunctionRuntime>,
         arrived: Instant,
-        parts: &Parts,
-        body: Incoming,
-    ) -> Answer {
-        let limit = f.spec.max_request_bytes;
-        let declared = parts
-            .headers
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<usize>().ok());
-        let too_large = || {
-            error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!(
-                    "function {name}: the request body is over max_request_bytes ({limit} bytes)"
-                ),
-            )
-        };
-        if declared.is_some_and(|n| n > limit) {
-            return too_large();
-        }
-        let body = match Limited::new(body, limit).collect().await {
-            Ok(collected) => collected.to_bytes(),
-            Err(_) => return too_large(),
-        };
+        query: Option<&str>,
+        headers: &Fields<'_>,
+        body: &[u8],
+    ) -> Reply {
         if let Some(remote) = &self.remote
             && let Some(answer) = remote
-                .invoke(
+                .invoke_fields(
                     name,
-                    &parts.method,
-                    &parts.uri,
-                    &parts.headers,
-                    &body,
+                    &Method::POST,
+                    query,
+                    headers,
+                    body,
                     f.spec.invocation_timeout,
                 )
                 .await
         {
-            return answer;
+            return Reply::Forwarded(answer);
         }
         let mut retried = false;
         loop {
@@ -99,41 +99,35 @@ impl Gateway {
                         LeaseError::QueueFull { .. } => 1,
                         _ => f.spec.queue_timeout.as_secs().max(1),
                     };
-                    let mut r = error(StatusCode::SERVICE_UNAVAILABLE, e.to_string());
-                    r.headers_mut()
-                        .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
-                    return r;
+                    return Reply::Refused {
+                        status: StatusCode::SERVICE_UNAVAILABLE,
+                        message: e.to_string(),
+                        retry_after: Some(retry_after),
+                    };
                 }
             };
             let queued = arrived.elapsed();
-            let result = forward(
+            let result = forward::exchange(
                 lease.addr,
-                &parts.method,
-                parts.uri.query(),
-                &parts.headers,
-                &body,
+                &Method::POST,
+                "/",
+                query,
+                headers,
+                body,
                 f.spec.invocation_timeout,
             )
             .await;
             f.release(&lease);
             match result {
-                Ok(response) => {
-                    let ok = response.status().is_success();
+                Ok(answer) => {
+                    let ok = (200..300).contains(&answer.status);
                     self.record(index, f.id, lease.cold, queued, arrived.elapsed(), ok);
-                    let (mut parts, bytes) = response.into_parts();
-                    let h = &mut parts.headers;
-                    h.insert(
-                        "x-synapse-start",
-                        HeaderValue::from_static(if lease.cold { "cold" } else { "warm" }),
-                    );
-                    if let Ok(v) = HeaderValue::from_str(&lease.instance) {
-                        h.insert("x-synapse-instance", v);
-                    }
-                    h.insert(
-                        "x-synapse-queue-ms",
-                        HeaderValue::from(queued.as_millis() as u64),
-                    );
-                    return Response::from_parts(parts, Full::new(bytes));
+                    return Reply::Served {
+                        answer,
+                        cold: lease.cold,
+                        instance: lease.instance,
+                        queued_ms: queued.as_millis() as u64,
+                    };
                 }
                 Err(e @ (ForwardError::Connect(_) | ForwardError::Broken(_))) if !retried => {
                     // The instance refused the invocation or died holding it: once, on another.
@@ -152,7 +146,7 @@ impl Gateway {
                     };
                     let message =
                         format!("function {name}: instance {} failed: {e}", lease.instance);
-                    return error(status, message);
+                    return Reply::refused(status, message);
                 }
             }
         }
@@ -182,4 +176,12 @@ impl Gateway {
             },
         );
     }
+}
+
+/// The answer to a body over the function's `max_request_bytes`.
+pub(super) fn too_large(name: &str, limit: usize) -> Reply {
+    Reply::refused(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("function {name}: the request body is over max_request_bytes ({limit} bytes)"),
+    )
 }

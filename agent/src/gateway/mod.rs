@@ -9,15 +9,21 @@
 //! or died holding it is retried once on another instance first), 504 past the invocation
 //! timeout.
 //!
-//! It sits on every invocation's path, so it is lean: its own threads (`server.rs`), hyper's
-//! HTTP/1.1 server without a router in between, metric series resolved once per function
-//! (`series.rs`) and invocation records handed to the telemetry loop in batches
+//! It sits on every invocation's path, so it is lean: its own threads (`server.rs`), each
+//! serving its connections on a fast path for plain invocations (`connection.rs`: the head
+//! parsed in place with httparse, `request.rs`; the answer written by hand, `reply.rs`) and
+//! with hyper's HTTP/1.1 server, without a router in between, for everything else; the
+//! exchange with the instance done by hand too (`forward.rs`); metric series resolved once
+//! per function (`series.rs`) and invocation records handed to the telemetry loop in batches
 //! (`records.rs`).
 
+mod connection;
 pub mod forward;
 mod invoke;
 mod records;
 pub mod remote;
+mod reply;
+mod request;
 mod series;
 mod server;
 
@@ -64,6 +70,8 @@ struct Gateway {
     records: RecordSink,
     /// Cross-tier forwarding of functions placement keeps warm elsewhere.
     remote: Option<Arc<remote::Remote>>,
+    /// How long a client may take to send a request's head.
+    header_read_timeout: Duration,
 }
 
 type Answer = Response<Full<Bytes>>;
@@ -160,14 +168,27 @@ pub async fn serve(
     shutdown: watch::Receiver<bool>,
 ) -> Result<()> {
     let listener = bind(listen)?;
-    serve_with_remote(listener, threads, runtime, metrics, records, None, shutdown).await
+    serve_with_remote(
+        listener,
+        threads,
+        HEADER_READ_TIMEOUT,
+        runtime,
+        metrics,
+        records,
+        None,
+        shutdown,
+    )
+    .await
 }
 
 /// Serves the gateway on a listener from [`bind`] with `threads` threads (0: one per CPU),
+/// closing connections whose request head takes longer than `header_read_timeout`,
 /// forwarding as `remote` routes, until `shutdown` turns true.
+#[allow(clippy::too_many_arguments)] // the gateway's settings and the agent's parts it uses
 pub async fn serve_with_remote(
     listener: StdListener,
     threads: usize,
+    header_read_timeout: Duration,
     runtime: Runtime,
     metrics: Arc<Metrics>,
     records: mpsc::Sender<InvocationRecord>,
@@ -192,6 +213,7 @@ pub async fn serve_with_remote(
             dropped: metrics.invocation_records_dropped.clone(),
         },
         remote,
+        header_read_timeout,
     });
     let threads = if threads == 0 {
         std::thread::available_parallelism().map_or(1, |n| n.get())
@@ -221,5 +243,5 @@ pub async fn serve_with_remote(
     Ok(())
 }
 
-/// How long a client may take to send a request's headers.
+/// How long a client may take to send a request's head, unless configured.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);

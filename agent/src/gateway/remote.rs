@@ -19,13 +19,12 @@ use std::{
 };
 
 use bytes::Bytes;
-use http_body_util::Full;
 use hyper::{
     HeaderMap, Method, Response, StatusCode, Uri,
     header::{HeaderName, HeaderValue},
 };
 
-use super::forward::{self, ForwardError};
+use super::forward::{self, Fields, ForwardError};
 
 /// Header naming the agent an invocation was forwarded by.
 pub const FORWARDED_BY: &str = "x-synapse-forwarded-by";
@@ -127,8 +126,27 @@ impl Remote {
         headers: &HeaderMap,
         body: &Bytes,
         timeout: Duration,
-    ) -> Option<Response<Full<Bytes>>> {
-        if headers.contains_key(FORWARDED_BY) {
+    ) -> Option<Response<Bytes>> {
+        let fields = forward::fields_of(headers);
+        self.invoke_fields(function, method, uri.query(), &fields, body, timeout)
+            .await
+    }
+
+    /// [`Remote::invoke`] with the request's headers as parsed: the gateway's common path
+    /// builds no `http` types unless the invocation is forwarded.
+    pub async fn invoke_fields(
+        &self,
+        function: &str,
+        method: &Method,
+        query: Option<&str>,
+        headers: &Fields<'_>,
+        body: &[u8],
+        timeout: Duration,
+    ) -> Option<Response<Bytes>> {
+        if headers
+            .iter()
+            .any(|h| h.name.eq_ignore_ascii_case(FORWARDED_BY))
+        {
             return None;
         }
         if let Some(c) = self.arrivals.get(function) {
@@ -139,21 +157,27 @@ impl Remote {
         };
         let target = self.pick(local, &targets)?;
         let addr = resolve(&target.gateway).await?;
-        let mut headers = headers.clone();
-        if let Ok(v) = HeaderValue::from_str(&self.agent) {
-            headers.insert(HeaderName::from_static(FORWARDED_BY), v);
+        // The client's headers, then whom it was forwarded by (once: a header of that name
+        // from the client was seen above).
+        let mut headers = headers.to_vec();
+        if HeaderValue::from_str(&self.agent).is_ok() {
+            headers.push(httparse::Header {
+                name: FORWARDED_BY,
+                value: self.agent.as_bytes(),
+            });
         }
         let path = format!("/v1/functions/{function}/invoke");
-        let answer = forward::forward_to(
+        let answer = forward::exchange(
             addr,
             method,
             &path,
-            uri.query(),
+            query,
             &headers,
             body,
             timeout + CONNECT_TIMEOUT,
         )
-        .await;
+        .await
+        .and_then(forward::Answer::into_response);
         let response = match answer {
             Ok(response) => response,
             Err(ForwardError::Connect(e)) => {
@@ -182,7 +206,7 @@ impl Remote {
                 .headers
                 .insert(HeaderName::from_static(FORWARDED_TO), v);
         }
-        Some(Response::from_parts(parts, Full::new(bytes)))
+        Some(Response::from_parts(parts, bytes))
     }
 }
 

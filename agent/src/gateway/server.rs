@@ -2,15 +2,19 @@
 //! listening socket they share — a free thread takes the next connection, so a busy one does
 //! not collect a queue (`SO_REUSEPORT` sockets per thread would split connections by hash
 //! instead, and lengthen the tail at high concurrency) — and serves each connection from start
-//! to end with hyper's HTTP/1.1 server. Like nginx's worker processes, an invocation never
-//! changes threads on its way through the gateway: no work stealing and no wake-ups across
-//! threads on the request path. At shutdown a thread stops accepting, lets its connections
-//! finish the invocations in flight (idle keep-alive connections are closed at once) and ends.
+//! to end: on the fast path for plain invocations (`connection.rs`), with hyper's HTTP/1.1
+//! server from the first request that is not one. Like nginx's worker processes, an invocation
+//! never changes threads on its way through the gateway: no work stealing and no wake-ups
+//! across threads on the request path. At shutdown a thread stops accepting, lets its
+//! connections finish the invocations in flight (idle keep-alive connections are closed at
+//! once) and ends.
 
 use std::{
     convert::Infallible,
     net::{SocketAddr, TcpListener as StdListener},
+    pin::Pin,
     sync::Arc,
+    task::{Context, Poll},
     thread::JoinHandle,
 };
 
@@ -23,7 +27,7 @@ use tokio::{
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tracing::warn;
 
-use super::{Gateway, HEADER_READ_TIMEOUT, records::FLUSH_EVERY};
+use super::{Gateway, connection, records::FLUSH_EVERY, reply};
 use crate::shutdown::stopped;
 
 /// Connections waiting to be accepted.
@@ -74,9 +78,11 @@ async fn accept(listener: StdListener, gateway: Arc<Gateway>, mut shutdown: watc
             return;
         }
     };
+    // For the connections the fast path hands over (`connection.rs`).
     let mut http = http1::Builder::new();
     http.timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT);
+        .header_read_timeout(gateway.header_read_timeout);
+    let http = Arc::new(http);
     let connections = TaskTracker::new();
     // This thread's own stop signal for its connections: checking it costs them nothing shared
     // with the other threads.
@@ -88,7 +94,7 @@ async fn accept(listener: StdListener, gateway: Arc<Gateway>, mut shutdown: watc
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
-                    connections.spawn(serve(stream, http.clone(), gateway.clone(), stop.clone()));
+                    connections.spawn(connection::serve(stream, http.clone(), gateway.clone(), stop.clone()));
                     // One connection at a time, as nginx's workers do: the connections this
                     // thread already holds go on, and another thread may take the next one.
                     tokio::task::yield_now().await;
@@ -99,7 +105,10 @@ async fn accept(listener: StdListener, gateway: Arc<Gateway>, mut shutdown: watc
                     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                 }
             },
-            _ = flush.tick() => gateway.records.flush(&gateway.served),
+            _ = flush.tick() => {
+                gateway.records.flush(&gateway.served);
+                reply::refresh_date();
+            }
             _ = &mut stopping => break,
         }
     }
@@ -110,20 +119,23 @@ async fn accept(listener: StdListener, gateway: Arc<Gateway>, mut shutdown: watc
     gateway.records.flush(&gateway.served);
 }
 
-async fn serve(
-    stream: TcpStream,
-    http: http1::Builder,
+/// Serves the rest of a connection with hyper, from the request at the start of `io`.
+pub(super) async fn serve_hyper(
+    io: Replay,
+    http: &http1::Builder,
     gateway: Arc<Gateway>,
-    stop: CancellationToken,
+    stop: &CancellationToken,
 ) {
     let service = service_fn(move |request| {
         let gateway = gateway.clone();
         async move { Ok::<_, Infallible>(gateway.handle(request).await) }
     });
-    let connection = http.serve_connection(TokioIo::new(Client(stream)), service);
+    let connection = http.serve_connection(TokioIo::new(io), service);
     tokio::pin!(connection);
     // Errors here are the client's (gone mid-request, malformed): nothing to do for us.
     tokio::select! {
+        // First the connection: at shutdown hyper still reads the request it was handed.
+        biased;
         _ = connection.as_mut() => {}
         _ = stop.cancelled() => {
             connection.as_mut().graceful_shutdown();
@@ -136,50 +148,73 @@ async fn serve(
 /// hyper's `shutdown(SHUT_WR)` before it — a system call per connection that nginx does not
 /// make either — is left out. hyper closes only after it has read the whole request, so no
 /// unread data turns the close into a reset.
-struct Client(TcpStream);
+pub(super) struct Client(pub TcpStream);
 
-impl tokio::io::AsyncRead for Client {
-    fn poll_read(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-        buf: &mut tokio::io::ReadBuf<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.0).poll_read(cx, buf)
+/// A connection the fast path hands to hyper: the bytes it read already, then the socket.
+pub(super) struct Replay {
+    read: Vec<u8>,
+    at: usize,
+    client: Client,
+}
+
+impl Replay {
+    pub fn new(read: Vec<u8>, client: Client) -> Self {
+        Self {
+            read,
+            at: 0,
+            client,
+        }
     }
 }
 
-impl tokio::io::AsyncWrite for Client {
+impl tokio::io::AsyncRead for Replay {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = &mut *self;
+        if this.at < this.read.len() {
+            let n = buf.remaining().min(this.read.len() - this.at);
+            buf.put_slice(&this.read[this.at..this.at + n]);
+            this.at += n;
+            if this.at == this.read.len() {
+                this.read = Vec::new();
+                this.at = 0;
+            }
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut this.client.0).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for Replay {
     fn poll_write(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
         buf: &[u8],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        std::pin::Pin::new(&mut self.0).poll_write(cx, buf)
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.client.0).poll_write(cx, buf)
     }
 
     fn poll_write_vectored(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
-    ) -> std::task::Poll<std::io::Result<usize>> {
-        std::pin::Pin::new(&mut self.0).poll_write_vectored(cx, bufs)
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.client.0).poll_write_vectored(cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {
-        self.0.is_write_vectored()
+        self.client.0.is_write_vectored()
     }
 
-    fn poll_flush(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::pin::Pin::new(&mut self.0).poll_flush(cx)
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.client.0).poll_flush(cx)
     }
 
-    fn poll_shutdown(
-        self: std::pin::Pin<&mut Self>,
-        _: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<std::io::Result<()>> {
-        std::task::Poll::Ready(Ok(()))
+    /// The `Client` way: no `shutdown(SHUT_WR)`, the close sends the FIN.
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
     }
 }

@@ -81,10 +81,23 @@ impl Agent {
         tier: &str,
         functions: &str,
     ) -> Self {
+        Self::start_with_gateway(dir, metrics, subtree, id, tier, "", functions)
+    }
+
+    /// [`Agent::start_with`] with more `[gateway]` settings (TOML lines).
+    pub fn start_with_gateway(
+        dir: &Path,
+        metrics: u16,
+        subtree: &str,
+        id: &str,
+        tier: &str,
+        gateway_settings: &str,
+        functions: &str,
+    ) -> Self {
         let gateway = free_ports(1);
         let config = format!(
             "[agent]\nid = \"{id}\"\ntier = \"{tier}\"\nstate_dir = \"{}\"\n\n[telemetry]\ninterval = \"1s\"\n\n\
-             [metrics]\nlisten = \"127.0.0.1:{metrics}\"\n\n[gateway]\nlisten = \"127.0.0.1:{gateway}\"\n\n\
+             [metrics]\nlisten = \"127.0.0.1:{metrics}\"\n\n[gateway]\nlisten = \"127.0.0.1:{gateway}\"\n{gateway_settings}\n\n\
              [cgroup]\nsubtree = \"{subtree}\"\n\n{functions}",
             dir.join("state").display()
         );
