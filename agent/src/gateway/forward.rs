@@ -118,35 +118,6 @@ pub fn fields_of(headers: &HeaderMap) -> Vec<httparse::Header<'_>> {
         .collect()
 }
 
-/// Forwards one invocation to `/` of the instance at `addr`, with the client's `query`.
-pub async fn forward(
-    addr: SocketAddr,
-    method: &Method,
-    query: Option<&str>,
-    headers: &HeaderMap,
-    body: &Bytes,
-    timeout: Duration,
-) -> Result<Response<Bytes>, ForwardError> {
-    forward_to(addr, method, "/", query, headers, body, timeout).await
-}
-
-/// Forwards one request to `path` (absolute, without a query) and `query` at `addr`: an
-/// instance, or another agent's gateway for cross-tier forwarding.
-pub async fn forward_to(
-    addr: SocketAddr,
-    method: &Method,
-    path: &str,
-    query: Option<&str>,
-    headers: &HeaderMap,
-    body: &Bytes,
-    timeout: Duration,
-) -> Result<Response<Bytes>, ForwardError> {
-    let fields = fields_of(headers);
-    exchange(addr, method, path, query, &fields, body, timeout)
-        .await?
-        .into_response()
-}
-
 /// Sends one request, headers given as parsed, and reads the whole answer.
 pub async fn exchange(
     addr: SocketAddr,

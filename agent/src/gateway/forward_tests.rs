@@ -4,6 +4,21 @@
 use super::*;
 use hyper::header;
 
+/// Forwards one invocation to `/` of the instance at `addr`, with the client's `query`, as
+/// the gateway's hyper path does.
+async fn forward(
+    addr: SocketAddr,
+    method: &Method,
+    query: Option<&str>,
+    headers: &HeaderMap,
+    body: &Bytes,
+    timeout: Duration,
+) -> Result<Response<Bytes>, ForwardError> {
+    exchange(addr, method, "/", query, &fields_of(headers), body, timeout)
+        .await?
+        .into_response()
+}
+
 /// An instance that reads one request and writes `answer` in pieces; returns the address and
 /// a receiver of the request it read.
 async fn instance(

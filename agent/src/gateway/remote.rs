@@ -20,7 +20,7 @@ use std::{
 
 use bytes::Bytes;
 use hyper::{
-    HeaderMap, Method, Response, StatusCode, Uri,
+    Method, Response, StatusCode,
     header::{HeaderName, HeaderValue},
 };
 
@@ -117,23 +117,9 @@ impl Remote {
         targets.last()
     }
 
-    /// The answer of another agent's gateway for this invocation, or `None` to serve it here.
-    pub async fn invoke(
-        &self,
-        function: &str,
-        method: &Method,
-        uri: &Uri,
-        headers: &HeaderMap,
-        body: &Bytes,
-        timeout: Duration,
-    ) -> Option<Response<Bytes>> {
-        let fields = forward::fields_of(headers);
-        self.invoke_fields(function, method, uri.query(), &fields, body, timeout)
-            .await
-    }
-
-    /// [`Remote::invoke`] with the request's headers as parsed: the gateway's common path
-    /// builds no `http` types unless the invocation is forwarded.
+    /// The answer of another agent's gateway for this invocation, or `None` to serve it here;
+    /// the request's headers as parsed, so the gateway's common path builds no `http` types
+    /// unless the invocation is forwarded.
     pub async fn invoke_fields(
         &self,
         function: &str,
@@ -226,6 +212,22 @@ async fn resolve(gateway: &str) -> Option<SocketAddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hyper::HeaderMap;
+
+    /// A POST of an empty body to `f` with `headers`, as the gateway's hyper path makes it.
+    async fn invoke(remote: &Remote, headers: &HeaderMap) -> Option<Response<Bytes>> {
+        let fields = forward::fields_of(headers);
+        remote
+            .invoke_fields(
+                "f",
+                &Method::POST,
+                None,
+                &fields,
+                b"",
+                Duration::from_secs(1),
+            )
+            .await
+    }
 
     fn target(agent: &str, weight: f64) -> Target {
         Target {
@@ -279,33 +281,14 @@ mod tests {
                 }],
             },
         );
-        let uri: Uri = "/v1/functions/f/invoke".parse().unwrap();
-        let answer = remote
-            .invoke(
-                "f",
-                &Method::POST,
-                &uri,
-                &HeaderMap::new(),
-                &Bytes::new(),
-                Duration::from_secs(1),
-            )
-            .await;
+        let answer = invoke(&remote, &HeaderMap::new()).await;
         assert!(answer.is_none());
         assert_eq!(remote.arrivals("f"), 1);
         assert_eq!(remote.forwarded("f"), 0);
         // Forwarded-in invocations are neither forwarded again nor counted as users' demand.
         let mut headers = HeaderMap::new();
         headers.insert(FORWARDED_BY, HeaderValue::from_static("regional-1"));
-        let answer = remote
-            .invoke(
-                "f",
-                &Method::POST,
-                &uri,
-                &headers,
-                &Bytes::new(),
-                Duration::from_secs(1),
-            )
-            .await;
+        let answer = invoke(&remote, &headers).await;
         assert!(answer.is_none());
         assert_eq!(remote.arrivals("f"), 1);
     }
