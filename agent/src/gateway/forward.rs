@@ -8,9 +8,10 @@
 //! parsed with httparse — hyper's own parser — without a client connection object per
 //! invocation. The request's headers come as parsed (name and value, borrowed from wherever
 //! the gateway read them) and the answer's end-to-end headers go back as the lines they will
-//! be written as, so the gateway's fast path builds no header map either way; [`forward_to`]
-//! gives the same exchange with `http` types. The answer's body is framed by `Transfer-Encoding: chunked` (decoded here),
-//! `Content-Length`, or the end of the connection; interim `1xx` answers are skipped.
+//! be written as, so the gateway's fast path builds no header map either way (hyper's path
+//! converts with [`fields_of`] and [`Answer::into_response`]). The answer's body is framed by
+//! `Transfer-Encoding: chunked` (decoded here), `Content-Length`, or the end of the
+//! connection; interim `1xx` answers are skipped.
 
 use std::{net::SocketAddr, time::Duration};
 
