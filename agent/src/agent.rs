@@ -116,6 +116,7 @@ pub async fn run(config: AgentConfig) -> Result<()> {
         metrics: metrics.clone(),
         records: records_tx.clone(),
         shutdown: stop_rx.clone(),
+        tasks: tokio::runtime::Handle::current(),
     });
     let section = config.policy.clone();
     let interval = config.telemetry.interval;

@@ -36,9 +36,17 @@ fn function(name: &str, args: &str, extra: &str) -> String {
 }
 
 impl Fixture {
-    /// Stops the agent and checks that nothing of ours is left: no cgroup, no process.
-    fn stop_clean(self, pids: &[u64]) {
+    /// Stops the agent and checks that nothing of ours is left: no cgroup, no process; and
+    /// that every instance was stopped by its own task (with the grace period), none cut off
+    /// with the runtime it ran on. Returns the agent's log.
+    fn stop_clean(self, pids: &[u64]) -> String {
+        let log = self.agent.dir.join("agent.log");
         assert!(self.agent.stop(), "the agent exited with an error");
+        let log = std::fs::read_to_string(log).unwrap_or_default();
+        assert!(
+            !log.contains("instance task failed"),
+            "an instance task did not end by itself:\n{log}"
+        );
         let ours = cgroup_v2_mount().join(&self.subtree);
         assert!(!ours.exists(), "cgroups left in {}", ours.display());
         for pid in pids {
@@ -49,6 +57,7 @@ impl Fixture {
                 "instance process {pid} is still there"
             );
         }
+        log
     }
 }
 
@@ -75,7 +84,13 @@ fn first_call_is_cold_and_second_warm() {
             .metric("synapse_invocations_total{function=\"f\",start=\"cold\"}")
             == Some(1.0)
     );
-    fx.stop_clean(&[pid(&first)]);
+    // Started by the invocation on a gateway thread, stopped by the agent's stop.
+    let log = fx.stop_clean(&[pid(&first)]);
+    assert!(
+        log.lines()
+            .any(|l| l.contains("instance stopped") && l.contains("i0") && l.contains("stopped")),
+        "no graceful stop of the cold-started instance in:\n{log}"
+    );
 }
 
 #[test]

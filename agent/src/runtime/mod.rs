@@ -72,6 +72,10 @@ pub struct RuntimeEnv {
     pub metrics: Arc<Metrics>,
     pub records: mpsc::Sender<InvocationRecord>,
     pub shutdown: watch::Receiver<bool>,
+    /// The agent's main runtime, where instance tasks run. A cold start may begin on a gateway
+    /// thread, whose own runtime ends before the instances are stopped at shutdown: a task
+    /// left there would be cancelled instead of stopping its instance with the grace period.
+    pub tasks: tokio::runtime::Handle,
 }
 
 /// Why an invocation got no instance.
@@ -222,7 +226,7 @@ impl FunctionRuntime {
             Some(anchor) => pool.add_prewarming(seq, name.clone(), retire_tx, now, anchor),
             None => pool.add_starting(seq, name.clone(), retire_tx, now),
         }
-        let task = tokio::spawn(instance::run(
+        let task = self.env.tasks.spawn(instance::run(
             self.clone(),
             seq,
             name,
