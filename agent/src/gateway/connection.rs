@@ -98,7 +98,7 @@ pub(super) async fn serve(
                         // At shutdown the answer in flight is the connection's last.
                         let close = invoke.close || stop.is_cancelled();
                         out.clear();
-                        let body = reply.write_head(&mut out, close);
+                        let body = reply.write_head(&mut out, close, COALESCE);
                         if write_answer(&mut stream, &mut out, &body).await.is_err() {
                             return;
                         }

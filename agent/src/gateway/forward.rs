@@ -13,7 +13,11 @@
 //! `Transfer-Encoding: chunked` (decoded here), `Content-Length`, or the end of the
 //! connection; interim `1xx` answers are skipped.
 
-use std::{net::SocketAddr, time::Duration};
+use std::{
+    net::SocketAddr,
+    os::fd::{AsRawFd as _, FromRawFd as _},
+    time::Duration,
+};
 
 use bytes::{Buf as _, Bytes, BytesMut};
 use hyper::{
@@ -131,16 +135,17 @@ pub async fn exchange(
 ) -> Result<Answer, ForwardError> {
     let mut out = request_head(addr, method, path, query, headers, body.len());
     let exchange = async {
-        let mut stream = TcpStream::connect(addr)
-            .await
-            .map_err(ForwardError::Connect)?;
-        if body.len() <= COALESCE {
+        let small = body.len() <= COALESCE;
+        if small {
             // One write and then only reads: Nagle's algorithm never holds anything back.
             out.extend_from_slice(body);
-            stream.write_all(&out).await.map_err(broken)?;
-        } else {
+        }
+        let (mut stream, sent) = connect_and_send(addr, &out).await?;
+        if !small {
             let _ = stream.set_nodelay(true);
-            stream.write_all(&out).await.map_err(broken)?;
+        }
+        stream.write_all(&out[sent..]).await.map_err(broken)?;
+        if !small {
             stream.write_all(body).await.map_err(broken)?;
         }
         let mut reader = Reader {
@@ -152,6 +157,125 @@ pub async fn exchange(
     tokio::time::timeout(timeout, exchange)
         .await
         .unwrap_or(Err(ForwardError::Timeout(timeout)))
+}
+
+/// Opens a connection to `addr` and sends what of `data` the socket takes at once: the number
+/// of bytes sent comes back with the stream.
+///
+/// On the loopback interface the handshake is done by the time `connect` returns (the kernel
+/// answers the SYN within the call), so the request goes out straight away, without waiting
+/// for the event loop to report the socket writable and asking the socket for a pending error
+/// — a turn of the loop and a system call per invocation. Elsewhere, or when the handshake is
+/// still under way, it waits for the connection as usual. A refused connection is a
+/// [`ForwardError::Connect`] either way: nothing was delivered.
+async fn connect_and_send(
+    addr: SocketAddr,
+    data: &[u8],
+) -> Result<(TcpStream, usize), ForwardError> {
+    if !addr.ip().is_loopback() {
+        let stream = TcpStream::connect(addr)
+            .await
+            .map_err(ForwardError::Connect)?;
+        return Ok((stream, 0));
+    }
+    let family = if addr.is_ipv4() {
+        libc::AF_INET
+    } else {
+        libc::AF_INET6
+    };
+    // SAFETY: plain system call; the descriptor is owned right below.
+    let fd = unsafe {
+        libc::socket(
+            family,
+            libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            0,
+        )
+    };
+    if fd < 0 {
+        return Err(ForwardError::Connect(std::io::Error::last_os_error()));
+    }
+    // SAFETY: `fd` is a socket just opened, owned by nothing else.
+    let std = std::net::TcpStream::from(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) });
+    let (raw, len) = socket_addr(&addr);
+    // SAFETY: `raw` holds a socket address of `len` bytes; the socket is open and non-blocking.
+    let rc = unsafe {
+        libc::connect(
+            std.as_raw_fd(),
+            (&raw as *const libc::sockaddr_storage).cast(),
+            len,
+        )
+    };
+    if rc != 0 {
+        let e = std::io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EINPROGRESS) {
+            return Err(ForwardError::Connect(e));
+        }
+    }
+    // SAFETY: `data` is valid for `data.len()` bytes; the socket is open.
+    let n = unsafe {
+        libc::send(
+            std.as_raw_fd(),
+            data.as_ptr().cast(),
+            data.len(),
+            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+        )
+    };
+    let sent = match usize::try_from(n) {
+        Ok(n) => n,
+        Err(_) => {
+            let e = std::io::Error::last_os_error();
+            match e.raw_os_error() {
+                // Still connecting: the writes below wait for it.
+                Some(libc::EAGAIN) => 0,
+                _ => return Err(ForwardError::Connect(e)),
+            }
+        }
+    };
+    let stream = TcpStream::from_std(std).map_err(ForwardError::Connect)?;
+    if sent == 0 {
+        // As `TcpStream::connect` does: writable once the handshake is over, then its outcome.
+        stream.writable().await.map_err(ForwardError::Connect)?;
+        if let Some(e) = stream.take_error().map_err(ForwardError::Connect)? {
+            return Err(ForwardError::Connect(e));
+        }
+    }
+    Ok((stream, sent))
+}
+
+/// `addr` as the C socket address `connect` takes.
+fn socket_addr(addr: &SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
+    // SAFETY: all-zero is a valid `sockaddr_storage`.
+    let mut raw: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let len = match addr {
+        SocketAddr::V4(a) => {
+            let sin = libc::sockaddr_in {
+                sin_family: libc::AF_INET as libc::sa_family_t,
+                sin_port: a.port().to_be(),
+                sin_addr: libc::in_addr {
+                    s_addr: u32::from_ne_bytes(a.ip().octets()),
+                },
+                sin_zero: [0; 8],
+            };
+            // SAFETY: `sockaddr_storage` is larger than `sockaddr_in` and suitably aligned.
+            unsafe { std::ptr::write((&mut raw as *mut libc::sockaddr_storage).cast(), sin) };
+            std::mem::size_of::<libc::sockaddr_in>()
+        }
+        SocketAddr::V6(a) => {
+            let sin6 = libc::sockaddr_in6 {
+                sin6_family: libc::AF_INET6 as libc::sa_family_t,
+                sin6_port: a.port().to_be(),
+                sin6_flowinfo: a.flowinfo(),
+                sin6_addr: libc::in6_addr {
+                    s6_addr: a.ip().octets(),
+                },
+                sin6_scope_id: a.scope_id(),
+            };
+            // SAFETY: `sockaddr_storage` is larger than `sockaddr_in6` and suitably aligned.
+            unsafe { std::ptr::write((&mut raw as *mut libc::sockaddr_storage).cast(), sin6) };
+            std::mem::size_of::<libc::sockaddr_in6>()
+        }
+    };
+    (raw, len as libc::socklen_t)
 }
 
 /// The request line and headers, ending with the blank line.

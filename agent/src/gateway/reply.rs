@@ -105,7 +105,17 @@ impl Reply {
 
     /// Writes the answer's head onto `out` (ending with the blank line) and returns its body;
     /// `close` adds `connection: close`, as hyper does on the last answer of a connection.
-    pub fn write_head(&self, out: &mut Vec<u8>, close: bool) -> Bytes {
+    /// `out` is given room at once for the head, and for the body when it is at most
+    /// `coalesce` bytes (the caller appends it then), so that it grows once, not field by field.
+    pub fn write_head(&self, out: &mut Vec<u8>, close: bool, coalesce: usize) -> Bytes {
+        let (fields, body) = match self {
+            Self::Served {
+                answer, instance, ..
+            } => (answer.fields.len() + instance.len(), answer.body.len()),
+            Self::Forwarded(response) => (response.headers().len() * 64, response.body().len()),
+            Self::Refused { message, .. } => (0, message.len() + 16),
+        };
+        out.reserve(HEAD_ROOM + fields + if body <= coalesce { body } else { 0 });
         let status = self.status();
         status_line(out, status);
         let body = match self {
@@ -122,7 +132,7 @@ impl Reply {
                 }
                 let start: &[u8] = if *cold { b"cold" } else { b"warm" };
                 field(out, b"x-synapse-start", start);
-                if HeaderValue::from_str(instance).is_ok() {
+                if instance.bytes().all(visible) {
                     field(out, b"x-synapse-instance", instance.as_bytes());
                 }
                 number(out, "x-synapse-queue-ms", *queued_ms);
@@ -157,6 +167,14 @@ impl Reply {
         out.extend_from_slice(b"\r\n");
         body
     }
+}
+
+/// Room for the status line and the gateway's own headers.
+const HEAD_ROOM: usize = 256;
+
+/// Whether `b` may stand in a header value as `HeaderValue::from_str` takes it.
+fn visible(b: u8) -> bool {
+    b == b'\t' || (32..127).contains(&b)
 }
 
 fn status_line(out: &mut Vec<u8>, status: u16) {

@@ -18,7 +18,7 @@ fn served(status: u16, fields: &str, body: &'static [u8], cold: bool) -> Reply {
 /// The head's lines without the date's value (it changes), and the body.
 fn written(reply: &Reply, close: bool) -> (Vec<String>, Bytes) {
     let mut out = Vec::new();
-    let body = reply.write_head(&mut out, close);
+    let body = reply.write_head(&mut out, close, 0);
     let text = String::from_utf8(out).unwrap();
     let head = text
         .strip_suffix("\r\n\r\n")
@@ -137,4 +137,22 @@ fn both_renderings_agree() {
             )
         );
     }
+}
+
+#[test]
+fn an_instance_name_is_written_when_http_would_take_it_as_a_header_value() {
+    for b in 0..128u8 {
+        let text = (b as char).to_string();
+        assert_eq!(
+            visible(b),
+            HeaderValue::from_str(&text).is_ok(),
+            "byte {b:#04x}"
+        );
+    }
+    let mut reply = served(200, "", b"", false);
+    if let Reply::Served { instance, .. } = &mut reply {
+        *instance = "bad\nname".into();
+    }
+    let (lines, _) = written(&reply, false);
+    assert!(!lines.iter().any(|l| l.starts_with("x-synapse-instance")));
 }
