@@ -12,12 +12,21 @@
 //! are shared by client, proxy and instance, that is what requests/s follow.
 //!
 //! The machine is shared and noisy, so every (concurrency, path) cell is measured in several
-//! rounds, the three paths in a rotating order within each round, and the medians over rounds
-//! are printed: p50/p99 latency and requests/s of each path, and the latency the gateway and
-//! nginx add over the direct call (their percentile minus the direct one of the same round).
-//! Then cold against warm invocation latency for a function with 300 ms of initialisation.
+//! rounds — within a round the direct call first, then the gateway and nginx one right after
+//! the other, in alternating order — and the medians over rounds are printed: p50/p99 latency
+//! and requests/s of each path, and the latency the gateway and nginx add over the direct call
+//! (their percentile minus the direct one of the same round). The verdicts compare the gateway
+//! with nginx round by round, where both ran under the same conditions: "p99 ok" when the
+//! median over rounds of (gateway p99 − nginx p99), printed as "gw-ngx p99", is at most 0 —
+//! the gateway's added p99 is
+//! then at most nginx's, the direct call being the same — with the rounds where the gateway's
+//! p99 was the lower one counted beside it; "r/s ok" likewise for requests/s. nginx is also
+//! measured twice per round, and "A/A p99" is the median of the absolute differences between
+//! the p99 of its two runs in a round (an A/A comparison): a difference between the gateway
+//! and nginx smaller than that is within what this machine can tell apart. Then cold against warm invocation latency for a function with 300 ms of
+//! initialisation.
 //!
-//! Environment: `GATEWAY_BENCH_ROUNDS` (default 5), `GATEWAY_BENCH_PHASE_MS` (per cell and
+//! Environment: `GATEWAY_BENCH_ROUNDS` (default 8), `GATEWAY_BENCH_PHASE_MS` (per cell and
 //! round, default 2000).
 
 use std::{
@@ -303,7 +312,7 @@ keep_alive = "1s"
         Guard(child)
     });
 
-    let rounds = setting("GATEWAY_BENCH_ROUNDS", 5).max(1) as usize;
+    let rounds = setting("GATEWAY_BENCH_ROUNDS", 8).max(1) as usize;
     let phase = Duration::from_millis(setting("GATEWAY_BENCH_PHASE_MS", 2000));
     println!(
         "SynapseStream gateway benchmark ({} CPUs, load average {}, {rounds} rounds of {phase:?} per cell, \
@@ -312,7 +321,7 @@ keep_alive = "1s"
         load_average()
     );
     println!(
-        "{:>4} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} | {:>7} {:>7} {:>7} | {:>7} {:>7} {:>7} {:>7} | {:>6} {:>6} | {:>15} {:>15}",
+        "{:>4} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} | {:>7} {:>7} {:>7} | {:>7} {:>7} {:>7} {:>7} | {:>9} {:>9} {:>9} {:>9} | {:>15} {:>15}",
         "conc",
         "dir p50",
         "dir p99",
@@ -327,32 +336,44 @@ keep_alive = "1s"
         "ngx +p50",
         "gw +p99",
         "ngx +p99",
+        "gw-ngx p99",
         "p99 ok",
         "r/s ok",
+        "A/A p99",
         "gw cpu usr+sys",
         "ngx cpu usr+sys"
     );
-    let paths: [(u16, &'static str); 3] = [
+    // The fourth is nginx once more: nginx against itself shows how far two runs of the same
+    // proxy differ on this machine, the resolution of the comparison.
+    let paths: [(u16, &'static str); 4] = [
         (direct, "/"),
         (gateway, "/v1/functions/echo/invoke"),
         (nginx_port, "/"),
+        (nginx_port, "/"),
     ];
     let with_nginx = _nginx.is_some();
-    let proxies: [Vec<u32>; 3] = [
+    let nginx_pids = _nginx
+        .as_ref()
+        .map_or_else(Vec::new, |n| with_children(n.0.id()));
+    let proxies: [Vec<u32>; 4] = [
         Vec::new(),
         vec![_agent.0.id()],
-        _nginx
-            .as_ref()
-            .map_or_else(Vec::new, |n| with_children(n.0.id())),
+        nginx_pids.clone(),
+        nginx_pids,
     ];
     for c in [1, 16, 64] {
         // rows[path] holds one Figures per round.
-        let mut rows: [Vec<Figures>; 3] = Default::default();
+        let mut rows: [Vec<Figures>; 4] = Default::default();
         let mut errors = 0;
         for round in 0..rounds {
-            for k in 0..3 {
-                let p = (round + k) % 3;
-                if p == 2 && !with_nginx {
+            // The gateway and nginx always next to each other, and nginx next to itself.
+            let order = if round % 2 == 0 {
+                [0, 1, 2, 3]
+            } else {
+                [0, 3, 2, 1]
+            };
+            for p in order {
+                if p >= 2 && !with_nginx {
                     continue;
                 }
                 let f = load(paths[p].0, "POST", paths[p].1, c, phase, &proxies[p]);
@@ -367,17 +388,29 @@ keep_alive = "1s"
         let p50: Stat = |f| f.p50_us;
         let p99: Stat = |f| f.p99_us;
         let rps: Stat = |f| f.rps;
-        let verdict = |ok: bool| {
+        // The gateway against nginx, round by round: the median difference and the rounds
+        // where the gateway did at least as well.
+        let paired = |a: usize, b: usize, get: Stat| -> Vec<f64> {
+            rows[a]
+                .iter()
+                .zip(&rows[b])
+                .map(|(x, y)| get(x) - get(y))
+                .collect()
+        };
+        let versus = |get: Stat, better: fn(f64) -> bool| {
+            let diffs = paired(1, 2, get);
+            let wins = diffs.iter().filter(|d| better(**d)).count();
+            (better(median(diffs.iter().copied())), wins, diffs.len())
+        };
+        let verdict = |(ok, wins, n): (bool, usize, usize)| {
             if !with_nginx {
-                "-"
-            } else if ok {
-                "yes"
+                "-".to_string()
             } else {
-                "NO"
+                format!("{} {wins}/{n}", if ok { "yes" } else { "NO" })
             }
         };
         println!(
-            "{c:>4} {:>8.0} {:>8.0} {:>8.0} {:>8.0} {:>8.0} {:>8.0} | {:>7.0} {:>7.0} {:>7.0} | {:>7.0} {:>7.0} {:>7.0} {:>7.0} | {:>6} {:>6} | {:>15} {:>15}",
+            "{c:>4} {:>8.0} {:>8.0} {:>8.0} {:>8.0} {:>8.0} {:>8.0} | {:>7.0} {:>7.0} {:>7.0} | {:>7.0} {:>7.0} {:>7.0} {:>7.0} | {:>9.0} {:>9} {:>9} {:>9.0} | {:>15} {:>15}",
             med(0, p50),
             med(0, p99),
             med(1, p50),
@@ -391,8 +424,10 @@ keep_alive = "1s"
             added(2, p50),
             added(1, p99),
             added(2, p99),
-            verdict(added(1, p99) <= added(2, p99)),
-            verdict(med(1, rps) >= med(2, rps)),
+            median(paired(1, 2, p99).into_iter()),
+            verdict(versus(p99, |d| d <= 0.0)),
+            verdict(versus(rps, |d| d >= 0.0)),
+            median(paired(2, 3, p99).into_iter().map(f64::abs)),
             format!(
                 "{:.0}+{:.0}",
                 med(1, |f| f.proxy_cpu_us.0),
