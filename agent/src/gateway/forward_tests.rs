@@ -246,3 +246,50 @@ async fn a_silent_instance_runs_into_the_timeout() {
     );
     hold.abort();
 }
+
+/// The request goes out right after `connect` on loopback, IPv6 too, and a body larger than
+/// what is sent with the head follows it whole.
+#[tokio::test]
+async fn a_large_body_reaches_an_instance_on_ipv6_loopback() {
+    let Ok(listener) = tokio::net::TcpListener::bind("[::1]:0").await else {
+        eprintln!("no IPv6 loopback here: skipped");
+        return;
+    };
+    let addr = listener.local_addr().unwrap();
+    let body = Bytes::from(vec![b'x'; 3 * COALESCE + 7]);
+    let expected = body.len();
+    let server = tokio::spawn(async move {
+        let (mut s, _) = listener.accept().await.unwrap();
+        let mut request = Vec::new();
+        let mut buf = vec![0u8; 65536];
+        let got = loop {
+            let n = s.read(&mut buf).await.unwrap();
+            assert!(n > 0, "the request ended early");
+            request.extend_from_slice(&buf[..n]);
+            if let Some(at) = request.windows(4).position(|w| w == b"\r\n\r\n")
+                && request.len() - at - 4 >= expected
+            {
+                break request.len() - at - 4;
+            }
+        };
+        let answer = format!(
+            "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{got}",
+            got.to_string().len()
+        );
+        s.write_all(answer.as_bytes()).await.unwrap();
+    });
+    let answer = exchange(
+        addr,
+        &Method::POST,
+        "/",
+        None,
+        &[],
+        &body,
+        Duration::from_secs(5),
+    )
+    .await
+    .unwrap();
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.body, expected.to_string());
+    server.await.unwrap();
+}
