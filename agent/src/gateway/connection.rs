@@ -57,7 +57,8 @@ pub(super) async fn serve(
 ) {
     let mut stream = stream;
     let mut buf: Vec<u8> = Vec::with_capacity(BUFFER);
-    let mut out: Vec<u8> = Vec::new();
+    // Room for an answer's head and a small body from the start: it is written field by field.
+    let mut out: Vec<u8> = Vec::with_capacity(BUFFER);
     let stopped = stop.cancelled();
     tokio::pin!(stopped);
     let mut deadline = std::pin::pin!(None::<tokio::time::Sleep>);
@@ -98,7 +99,7 @@ pub(super) async fn serve(
                         // At shutdown the answer in flight is the connection's last.
                         let close = invoke.close || stop.is_cancelled();
                         out.clear();
-                        let body = reply.write_head(&mut out, close, COALESCE);
+                        let body = reply.write_head(&mut out, close);
                         if write_answer(&mut stream, &mut out, &body).await.is_err() {
                             return;
                         }

@@ -13,17 +13,14 @@
 //! `Transfer-Encoding: chunked` (decoded here), `Content-Length`, or the end of the
 //! connection; interim `1xx` answers are skipped.
 
-use std::{
-    net::SocketAddr,
-    os::fd::{AsRawFd as _, FromRawFd as _},
-    time::Duration,
-};
+use std::{net::SocketAddr, time::Duration};
 
 use bytes::{Buf as _, Bytes, BytesMut};
 use hyper::{
     HeaderMap, Method, Response, StatusCode,
     header::{HeaderName, HeaderValue},
 };
+use socket2::{Domain, Socket, Type};
 use tokio::{
     io::{AsyncReadExt as _, AsyncWriteExt as _},
     net::TcpStream,
@@ -178,59 +175,20 @@ async fn connect_and_send(
             .map_err(ForwardError::Connect)?;
         return Ok((stream, 0));
     }
-    let family = if addr.is_ipv4() {
-        libc::AF_INET
-    } else {
-        libc::AF_INET6
-    };
-    // SAFETY: plain system call; the descriptor is owned right below.
-    let fd = unsafe {
-        libc::socket(
-            family,
-            libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-            0,
-        )
-    };
-    if fd < 0 {
-        return Err(ForwardError::Connect(std::io::Error::last_os_error()));
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM.nonblocking(), None)
+        .map_err(ForwardError::Connect)?;
+    if let Err(e) = socket.connect(&addr.into())
+        && e.raw_os_error() != Some(libc::EINPROGRESS)
+    {
+        return Err(ForwardError::Connect(e));
     }
-    // SAFETY: `fd` is a socket just opened, owned by nothing else.
-    let std = std::net::TcpStream::from(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) });
-    let (raw, len) = socket_addr(&addr);
-    // SAFETY: `raw` holds a socket address of `len` bytes; the socket is open and non-blocking.
-    let rc = unsafe {
-        libc::connect(
-            std.as_raw_fd(),
-            (&raw as *const libc::sockaddr_storage).cast(),
-            len,
-        )
-    };
-    if rc != 0 {
-        let e = std::io::Error::last_os_error();
-        if e.raw_os_error() != Some(libc::EINPROGRESS) {
-            return Err(ForwardError::Connect(e));
-        }
-    }
-    // SAFETY: `data` is valid for `data.len()` bytes; the socket is open.
-    let n = unsafe {
-        libc::send(
-            std.as_raw_fd(),
-            data.as_ptr().cast(),
-            data.len(),
-            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
-        )
-    };
-    let sent = match usize::try_from(n) {
+    let sent = match socket.send_with_flags(data, libc::MSG_NOSIGNAL) {
         Ok(n) => n,
-        Err(_) => {
-            let e = std::io::Error::last_os_error();
-            match e.raw_os_error() {
-                // Still connecting: the writes below wait for it.
-                Some(libc::EAGAIN) => 0,
-                _ => return Err(ForwardError::Connect(e)),
-            }
-        }
+        // Still connecting: the writes below wait for it.
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => 0,
+        Err(e) => return Err(ForwardError::Connect(e)),
     };
+    let std = std::net::TcpStream::from(socket);
     let stream = TcpStream::from_std(std).map_err(ForwardError::Connect)?;
     if sent == 0 {
         // As `TcpStream::connect` does: writable once the handshake is over, then its outcome.
@@ -240,42 +198,6 @@ async fn connect_and_send(
         }
     }
     Ok((stream, sent))
-}
-
-/// `addr` as the C socket address `connect` takes.
-fn socket_addr(addr: &SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
-    // SAFETY: all-zero is a valid `sockaddr_storage`.
-    let mut raw: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
-    let len = match addr {
-        SocketAddr::V4(a) => {
-            let sin = libc::sockaddr_in {
-                sin_family: libc::AF_INET as libc::sa_family_t,
-                sin_port: a.port().to_be(),
-                sin_addr: libc::in_addr {
-                    s_addr: u32::from_ne_bytes(a.ip().octets()),
-                },
-                sin_zero: [0; 8],
-            };
-            // SAFETY: `sockaddr_storage` is larger than `sockaddr_in` and suitably aligned.
-            unsafe { std::ptr::write((&mut raw as *mut libc::sockaddr_storage).cast(), sin) };
-            std::mem::size_of::<libc::sockaddr_in>()
-        }
-        SocketAddr::V6(a) => {
-            let sin6 = libc::sockaddr_in6 {
-                sin6_family: libc::AF_INET6 as libc::sa_family_t,
-                sin6_port: a.port().to_be(),
-                sin6_flowinfo: a.flowinfo(),
-                sin6_addr: libc::in6_addr {
-                    s6_addr: a.ip().octets(),
-                },
-                sin6_scope_id: a.scope_id(),
-            };
-            // SAFETY: `sockaddr_storage` is larger than `sockaddr_in6` and suitably aligned.
-            unsafe { std::ptr::write((&mut raw as *mut libc::sockaddr_storage).cast(), sin6) };
-            std::mem::size_of::<libc::sockaddr_in6>()
-        }
-    };
-    (raw, len as libc::socklen_t)
 }
 
 /// The request line and headers, ending with the blank line.

@@ -105,17 +105,7 @@ impl Reply {
 
     /// Writes the answer's head onto `out` (ending with the blank line) and returns its body;
     /// `close` adds `connection: close`, as hyper does on the last answer of a connection.
-    /// `out` is given room at once for the head, and for the body when it is at most
-    /// `coalesce` bytes (the caller appends it then), so that it grows once, not field by field.
-    pub fn write_head(&self, out: &mut Vec<u8>, close: bool, coalesce: usize) -> Bytes {
-        let (fields, body) = match self {
-            Self::Served {
-                answer, instance, ..
-            } => (answer.fields.len() + instance.len(), answer.body.len()),
-            Self::Forwarded(response) => (response.headers().len() * 64, response.body().len()),
-            Self::Refused { message, .. } => (0, message.len() + 16),
-        };
-        out.reserve(HEAD_ROOM + fields + if body <= coalesce { body } else { 0 });
+    pub fn write_head(&self, out: &mut Vec<u8>, close: bool) -> Bytes {
         let status = self.status();
         status_line(out, status);
         let body = match self {
@@ -168,9 +158,6 @@ impl Reply {
         body
     }
 }
-
-/// Room for the status line and the gateway's own headers.
-const HEAD_ROOM: usize = 256;
 
 /// Whether `b` may stand in a header value as `HeaderValue::from_str` takes it.
 fn visible(b: u8) -> bool {

@@ -18,7 +18,7 @@ fn served(status: u16, fields: &str, body: &'static [u8], cold: bool) -> Reply {
 /// The head's lines without the date's value (it changes), and the body.
 fn written(reply: &Reply, close: bool) -> (Vec<String>, Bytes) {
     let mut out = Vec::new();
-    let body = reply.write_head(&mut out, close, 0);
+    let body = reply.write_head(&mut out, close);
     let text = String::from_utf8(out).unwrap();
     let head = text
         .strip_suffix("\r\n\r\n")
