@@ -27,11 +27,13 @@ use crate::{
     policy::live::LivePolicies,
     runtime::{Runtime, RuntimeEnv, readiness::Readiness},
     store::Store,
-    telemetry::{collector::Collector, ebpf::KernelProbes, tracker::Tracker},
+    telemetry::{
+        collector::{Collector, LinkSink},
+        ebpf::KernelProbes,
+        tracker::Tracker,
+    },
 };
 
-/// Interval sets waiting for the link (they are durable once the link takes them).
-const LINK_QUEUE: usize = 1024;
 /// Invocation records the telemetry loop may lag behind by.
 const RECORDS_QUEUE: usize = 65_536;
 /// Longest wait for the invocations in flight at a stop (systemd's TimeoutStopSec is 30 s).
@@ -223,8 +225,14 @@ pub async fn run(config: AgentConfig) -> Result<()> {
             }
         });
     }
-    let sink = config.link.clone().map(|link_config| {
-        let (tx, rx) = mpsc::channel(LINK_QUEUE);
+    let sink = config.link.clone().map(|link_config| -> Result<LinkSink> {
+        // Shared with the collector, which writes each interval set into it before the
+        // store's flush: the store and the outbox keep an interval together or not at all.
+        let outbox = Arc::new(
+            crate::link::Outbox::open(store.db(), link_config.outbox_max_batches)
+                .context("opening the link's outbox")?,
+        );
+        let wake = Arc::new(tokio::sync::Notify::new());
         let identity = crate::link::AgentIdentity {
             id: agent_id.clone(),
             tier: match config.agent.tier {
@@ -245,18 +253,27 @@ pub async fn run(config: AgentConfig) -> Result<()> {
             on_stop.cancel();
         });
         info!(hub = %link_config.hub, "linking to the hub");
-        let db = store.db().clone();
         let (channels, dispatch) = control.into_link();
         // The dispatcher ends with the link (when it drops its end of the channels).
         tokio::spawn(dispatch);
         let status = link_status;
+        let (to_send, woken) = (outbox.clone(), wake.clone());
         tasks.spawn(async move {
-            crate::link::run_with_control(link_config, identity, db, rx, channels, cancel, status)
-                .await
-                .context("link to the hub")
+            crate::link::run_with_outbox(
+                link_config,
+                identity,
+                to_send,
+                woken,
+                channels,
+                cancel,
+                status,
+            )
+            .await
+            .context("link to the hub")
         });
-        tx
+        Ok(LinkSink { outbox, wake })
     });
+    let sink = sink.transpose()?;
     let collector = Collector {
         probes,
         tracker,

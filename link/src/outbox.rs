@@ -124,44 +124,55 @@ impl Outbox {
     /// Persists a batch of intervals under the next sequence number, dropping the oldest
     /// batches if the outbox is full. Returns once the batch is on disk.
     pub async fn push(&self, intervals: Vec<FunctionInterval>) -> Result<Pushed, OutboxError> {
-        let pushed = {
-            let mut pending = self.lock();
-            let sequence = read_u64(&self.tree, NEXT)?.max(1);
-            let batch = TelemetryBatch {
-                sequence,
-                intervals,
-            };
-            let mut value = now_ms().to_be_bytes().to_vec();
-            batch.encode(&mut value).map_err(|e| OutboxError::Corrupt {
-                sequence,
-                reason: e.to_string(),
-            })?;
-            let mut write = sled::Batch::default();
-            let overflow = (*pending + 1).saturating_sub(self.max_batches);
-            let mut dropped = 0;
-            for entry in self
-                .tree
-                .scan_prefix([BATCH_PREFIX])
-                .keys()
-                .take(overflow as usize)
-            {
-                write.remove(entry?);
-                dropped += 1;
-            }
-            write.insert(&batch_key(sequence), value);
-            write.insert(NEXT, &(sequence + 1).to_be_bytes());
-            write.insert(PUSHED, &(read_u64(&self.tree, PUSHED)? + 1).to_be_bytes());
-            if dropped > 0 {
-                let total = read_u64(&self.tree, DROPPED)? + dropped;
-                write.insert(DROPPED, &total.to_be_bytes());
-            }
-            self.tree.apply_batch(write)?;
-            *pending = *pending + 1 - dropped;
-            Pushed { sequence, dropped }
-        };
+        let pushed = self.push_unflushed(intervals)?;
         self.tree.flush_async().await?;
-        self.durable.fetch_max(pushed.sequence, Ordering::AcqRel);
+        self.durable_up_to(pushed.sequence);
         Ok(pushed)
+    }
+
+    /// Writes a batch as [`Outbox::push`] does, without waiting for the disk: for a caller
+    /// whose own flush of the same database is the point where its data and this batch become
+    /// durable together. It is not handed out for sending until [`Outbox::durable_up_to`] says
+    /// the flush is done.
+    pub fn push_unflushed(&self, intervals: Vec<FunctionInterval>) -> Result<Pushed, OutboxError> {
+        let mut pending = self.lock();
+        let sequence = read_u64(&self.tree, NEXT)?.max(1);
+        let batch = TelemetryBatch {
+            sequence,
+            intervals,
+        };
+        let mut value = now_ms().to_be_bytes().to_vec();
+        batch.encode(&mut value).map_err(|e| OutboxError::Corrupt {
+            sequence,
+            reason: e.to_string(),
+        })?;
+        let mut write = sled::Batch::default();
+        let overflow = (*pending + 1).saturating_sub(self.max_batches);
+        let mut dropped = 0;
+        for entry in self
+            .tree
+            .scan_prefix([BATCH_PREFIX])
+            .keys()
+            .take(overflow as usize)
+        {
+            write.remove(entry?);
+            dropped += 1;
+        }
+        write.insert(&batch_key(sequence), value);
+        write.insert(NEXT, &(sequence + 1).to_be_bytes());
+        write.insert(PUSHED, &(read_u64(&self.tree, PUSHED)? + 1).to_be_bytes());
+        if dropped > 0 {
+            let total = read_u64(&self.tree, DROPPED)? + dropped;
+            write.insert(DROPPED, &total.to_be_bytes());
+        }
+        self.tree.apply_batch(write)?;
+        *pending = *pending + 1 - dropped;
+        Ok(Pushed { sequence, dropped })
+    }
+
+    /// The batches up to `sequence` are on disk: they may be sent.
+    pub fn durable_up_to(&self, sequence: u64) {
+        self.durable.fetch_max(sequence, Ordering::AcqRel);
     }
 
     /// Forgets an acknowledged batch; `false` if it was not pending (already acked or dropped).
@@ -176,14 +187,19 @@ impl Outbox {
         Ok(true)
     }
 
-    /// Up to `limit` pending batches with a sequence greater than `after`, oldest first.
+    /// Up to `limit` pending batches with a sequence greater than `after`, oldest first; only
+    /// batches already on disk.
     pub fn pending_after(
         &self,
         after: u64,
         limit: usize,
     ) -> Result<Vec<TelemetryBatch>, OutboxError> {
+        let durable = self.durable.load(Ordering::Acquire);
+        if after >= durable {
+            return Ok(Vec::new());
+        }
         let start = batch_key(after.saturating_add(1));
-        let end = batch_key(u64::MAX);
+        let end = batch_key(durable);
         self.tree
             .range(start..=end)
             .take(limit)
@@ -300,5 +316,30 @@ mod tests {
             .collect();
         assert_eq!(after, [5, 6]);
         assert_eq!(outbox.pending_after(0, 2).unwrap().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_batch_written_without_a_flush_is_sent_only_once_said_durable() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = db(&dir);
+        let outbox = Outbox::open(&db, 10).unwrap();
+        outbox.push(interval("a")).await.unwrap();
+        let pushed = outbox.push_unflushed(interval("b")).unwrap();
+        assert_eq!(pushed.sequence, 2);
+        let sendable = |o: &Outbox| -> Vec<u64> {
+            o.pending_after(0, 10)
+                .unwrap()
+                .iter()
+                .map(|b| b.sequence)
+                .collect()
+        };
+        assert_eq!(sendable(&outbox), [1], "not on disk yet: not handed out");
+        assert_eq!(outbox.stats().unwrap().pending, 2, "but counted as owed");
+        db.flush().unwrap();
+        outbox.durable_up_to(pushed.sequence);
+        assert_eq!(sendable(&outbox), [1, 2]);
+        // Reopened after the caller's flush, it is owed as any other batch.
+        drop(outbox);
+        assert_eq!(sendable(&Outbox::open(&db, 10).unwrap()), [1, 2]);
     }
 }

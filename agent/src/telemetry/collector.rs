@@ -36,7 +36,7 @@ pub struct Collector {
     pub interval: Duration,
     pub print: bool,
     /// Closed intervals also go here (the link to the hub), when set.
-    pub sink: Option<mpsc::Sender<Vec<crate::link::FunctionInterval>>>,
+    pub sink: Option<LinkSink>,
     /// Told when the kernel sees an instance listen.
     pub readiness: Readiness,
     /// Invocations served by the gateway.
@@ -48,6 +48,15 @@ pub struct Collector {
     /// Function ids from here on are watched cgroups: their accepted connections are their
     /// invocations (no gateway sees them).
     pub first_watched_id: u32,
+}
+
+/// The link's side of closed intervals: its outbox, in the store's database, and the wake-up
+/// of its sender. Each interval set is written into the outbox before the store's flush, so
+/// the one flush makes it durable in both: an agent killed at any moment keeps an interval in
+/// its store and owes it to the hub, or has neither.
+pub struct LinkSink {
+    pub outbox: Arc<crate::link::Outbox>,
+    pub wake: Arc<tokio::sync::Notify>,
 }
 
 struct Clocks {
@@ -285,13 +294,41 @@ impl Collector {
                 error!(function = %iv.function, "storing telemetry: {e:#}");
             }
         }
-        if let Err(e) = self
+        let owed = self.sink.as_ref().and_then(|sink| {
+            let wire = intervals.iter().map(FunctionInterval::to_wire).collect();
+            match sink.outbox.push_unflushed(wire) {
+                Ok(pushed) => {
+                    if pushed.dropped > 0 {
+                        warn!(
+                            dropped = pushed.dropped,
+                            "outbox full: dropped the oldest telemetry batches"
+                        );
+                    }
+                    Some(pushed.sequence)
+                }
+                Err(e) => {
+                    error!(
+                        "telemetry for the hub not persisted; interval kept in the store only: {e}"
+                    );
+                    None
+                }
+            }
+        });
+        match self
             .store
             .record_host(&host.sample(now))
             .and_then(|()| self.store.apply_retention(now).map(drop))
             .and_then(|()| self.store.flush())
         {
-            error!("storing the host sample, applying retention or flushing: {e:#}");
+            Err(e) => error!("storing the host sample, applying retention or flushing: {e:#}"),
+            // On disk: the link may send it (a batch left unflushed by a failed flush goes
+            // with the next one that succeeds).
+            Ok(()) => {
+                if let (Some(sink), Some(sequence)) = (&self.sink, owed) {
+                    sink.outbox.durable_up_to(sequence);
+                    sink.wake.notify_one();
+                }
+            }
         }
         if self.print {
             print_table(clocks.interval_start_ms, length, &intervals);
@@ -300,13 +337,6 @@ impl Collector {
             && closed.try_send(intervals.clone()).is_err()
         {
             warn!("the pool planners lag behind; an interval was not fed to them");
-        }
-        if let Some(sink) = &self.sink
-            && sink
-                .try_send(intervals.iter().map(FunctionInterval::to_wire).collect())
-                .is_err()
-        {
-            warn!("telemetry sink is full or closed; interval kept in the store only");
         }
         clocks.interval_start_ms = now;
     }

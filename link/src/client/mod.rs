@@ -1,7 +1,8 @@
 //! The agent side of the link. [`run`] owns the outbox and the connection: it persists every
 //! batch it receives, keeps (re)connecting with jittered backoff, sends what is pending and
 //! forgets what the hub acknowledged. The caller's channel is drained into the outbox whether
-//! or not the hub is reachable, so serving never waits on the link.
+//! or not the hub is reachable, so serving never waits on the link. [`run_with_outbox`] is
+//! for a caller that writes the outbox itself, in the same flush as its own records.
 
 mod config;
 mod session;
@@ -123,26 +124,13 @@ pub async fn run_with_control(
     identity: AgentIdentity,
     db: sled::Db,
     mut batches: mpsc::Receiver<Vec<FunctionInterval>>,
-    mut control: ControlChannels,
+    control: ControlChannels,
     shutdown: CancellationToken,
     status: watch::Sender<LinkStatus>,
 ) -> Result<(), LinkError> {
     let outbox = Arc::new(Outbox::open(&db, config.outbox_max_batches)?);
-    let client = tls::client_config(
-        &TlsFiles {
-            ca: &config.ca,
-            cert: &config.cert,
-            key: &config.key,
-        },
-        config.idle_timeout,
-    )?;
-    let bind: SocketAddr = ([0, 0, 0, 0], 0).into();
-    let mut endpoint = quinn::Endpoint::client(bind)?;
-    endpoint.set_default_client_config(client);
-    let stats = outbox.stats()?;
-    status.send_modify(|s| s.outbox = stats);
-    let wake = Arc::new(Notify::new());
-
+    let endpoint = endpoint(&config)?;
+    let wake = Notify::new();
     let intake = async {
         loop {
             let intervals = tokio::select! {
@@ -166,40 +154,92 @@ pub async fn run_with_control(
             wake.notify_one();
         }
     };
+    let linked = serve(
+        &config, &identity, endpoint, &outbox, &wake, control, &shutdown, &status,
+    );
+    tokio::join!(intake, linked).1
+}
 
-    let connector = async {
-        let mut backoff = Backoff::new(config.reconnect_initial, config.reconnect_max);
-        let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::from_os_rng();
-        while !shutdown.is_cancelled() {
-            let session = session::Session {
-                config: &config,
-                identity: &identity,
-                endpoint: &endpoint,
-                outbox: &outbox,
-                wake: &wake,
-                status: &status,
-                shutdown: &shutdown,
-            };
-            let outcome = session.run(&mut control).await;
-            status.send_modify(|s| {
-                s.connected = false;
-                s.last_error = outcome.error.as_ref().map(|e| e.to_string());
-            });
-            if outcome.established {
-                backoff.reset();
-            }
-            if let Some(error) = outcome.error {
-                tracing::warn!(error = %error, hub = %config.hub, "link to the hub lost");
-            }
-            let delay = backoff.next_delay(&mut rng);
-            tokio::select! {
-                _ = shutdown.cancelled() => {}
-                _ = tokio::time::sleep(delay) => {}
-            }
+/// [`run_with_control`] for a caller that writes the batches into `outbox` itself (with
+/// [`Outbox::push_unflushed`] and its own flush of the database, then
+/// [`Outbox::durable_up_to`]) and notifies `wake` after each: a batch is then durable at the
+/// same moment as the caller's own record of it, and a crash cannot keep one without the
+/// other.
+pub async fn run_with_outbox(
+    config: LinkConfig,
+    identity: AgentIdentity,
+    outbox: Arc<Outbox>,
+    wake: Arc<Notify>,
+    control: ControlChannels,
+    shutdown: CancellationToken,
+    status: watch::Sender<LinkStatus>,
+) -> Result<(), LinkError> {
+    let endpoint = endpoint(&config)?;
+    serve(
+        &config, &identity, endpoint, &outbox, &wake, control, &shutdown, &status,
+    )
+    .await
+}
+
+/// The QUIC endpoint the link connects from, with the agent's TLS identity.
+fn endpoint(config: &LinkConfig) -> Result<quinn::Endpoint, LinkError> {
+    let client = tls::client_config(
+        &TlsFiles {
+            ca: &config.ca,
+            cert: &config.cert,
+            key: &config.key,
+        },
+        config.idle_timeout,
+    )?;
+    let bind: SocketAddr = ([0, 0, 0, 0], 0).into();
+    let mut endpoint = quinn::Endpoint::client(bind)?;
+    endpoint.set_default_client_config(client);
+    Ok(endpoint)
+}
+
+/// Keeps (re)connecting and sending what `outbox` holds until `shutdown`.
+#[allow(clippy::too_many_arguments)] // the link's parts, borrowed from its runner
+async fn serve(
+    config: &LinkConfig,
+    identity: &AgentIdentity,
+    endpoint: quinn::Endpoint,
+    outbox: &Outbox,
+    wake: &Notify,
+    mut control: ControlChannels,
+    shutdown: &CancellationToken,
+    status: &watch::Sender<LinkStatus>,
+) -> Result<(), LinkError> {
+    let stats = outbox.stats()?;
+    status.send_modify(|s| s.outbox = stats);
+    let mut backoff = Backoff::new(config.reconnect_initial, config.reconnect_max);
+    let mut rng = <rand::rngs::StdRng as rand::SeedableRng>::from_os_rng();
+    while !shutdown.is_cancelled() {
+        let session = session::Session {
+            config,
+            identity,
+            endpoint: &endpoint,
+            outbox,
+            wake,
+            status,
+            shutdown,
+        };
+        let outcome = session.run(&mut control).await;
+        status.send_modify(|s| {
+            s.connected = false;
+            s.last_error = outcome.error.as_ref().map(|e| e.to_string());
+        });
+        if outcome.established {
+            backoff.reset();
         }
-    };
-
-    tokio::join!(intake, connector);
+        if let Some(error) = outcome.error {
+            tracing::warn!(error = %error, hub = %config.hub, "link to the hub lost");
+        }
+        let delay = backoff.next_delay(&mut rng);
+        tokio::select! {
+            _ = shutdown.cancelled() => {}
+            _ = tokio::time::sleep(delay) => {}
+        }
+    }
     endpoint.close(crate::close_code::SHUTDOWN.into(), b"agent shutting down");
     let _ = tokio::time::timeout(std::time::Duration::from_secs(1), endpoint.wait_idle()).await;
     Ok(())
