@@ -293,3 +293,39 @@ async fn a_large_body_reaches_an_instance_on_ipv6_loopback() {
     assert_eq!(answer.body, expected.to_string());
     server.await.unwrap();
 }
+
+#[tokio::test]
+async fn a_local_instance_sees_a_reset_once_its_answer_is_read() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let (mut s, _) = listener.accept().await.unwrap();
+        let mut buf = vec![0u8; 4096];
+        let mut read = Vec::new();
+        while !read.ends_with(b"\r\n\r\nhello") {
+            let n = s.read(&mut buf).await.unwrap();
+            assert!(n > 0, "the request ended early");
+            read.extend_from_slice(&buf[..n]);
+        }
+        s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+            .await
+            .unwrap();
+        // Still open after the answer: how the connection ends shows on the next read.
+        let _ = tx.send(s.read(&mut buf).await.map_err(|e| e.kind()));
+    });
+    let answer = exchange(
+        addr,
+        &Method::POST,
+        "/",
+        None,
+        &[],
+        b"hello",
+        Duration::from_secs(5),
+    )
+    .await
+    .unwrap();
+    assert_eq!((answer.status, &answer.body[..]), (200, &b"ok"[..]));
+    // A FIN would read as Ok(0) and leave a socket in TIME_WAIT; the exchange ends with a reset.
+    assert_eq!(rx.await.unwrap(), Err(std::io::ErrorKind::ConnectionReset));
+}
