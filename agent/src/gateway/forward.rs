@@ -76,6 +76,11 @@ pub struct Answer {
     pub status: u16,
     pub fields: Vec<u8>,
     pub body: Bytes,
+    /// The connection the answer came on, closed when the answer is dropped: the fast path
+    /// drops it once the answer is written to the client, as nginx closes its upstream after
+    /// passing the answer on, so the close and what it sets off in the kernel are not on the
+    /// invocation's path.
+    pub connection: Option<TcpStream>,
 }
 
 impl Answer {
@@ -151,10 +156,11 @@ pub async fn exchange(
             stream,
             buf: BytesMut::with_capacity(4096),
         };
-        let answer = reader.answer(method == Method::HEAD).await?;
+        let mut answer = reader.answer(method == Method::HEAD).await?;
         if addr.ip().is_loopback() {
             close_with_reset(&reader.stream);
         }
+        answer.connection = Some(reader.stream);
         Ok(answer)
     };
     tokio::time::timeout(timeout, exchange)
@@ -300,6 +306,7 @@ impl Reader {
                 status,
                 fields,
                 body,
+                connection: None,
             });
         }
     }

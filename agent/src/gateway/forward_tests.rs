@@ -326,6 +326,14 @@ async fn a_local_instance_sees_a_reset_once_its_answer_is_read() {
     .await
     .unwrap();
     assert_eq!((answer.status, &answer.body[..]), (200, &b"ok"[..]));
+    // The connection lives as long as the answer: closed once it has been passed on.
+    let mut rx = rx;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(
+        rx.try_recv().is_err(),
+        "still open while the answer is held"
+    );
+    drop(answer);
     // A FIN would read as Ok(0) and leave a socket in TIME_WAIT; the exchange ends with a reset.
     assert_eq!(rx.await.unwrap(), Err(std::io::ErrorKind::ConnectionReset));
 }

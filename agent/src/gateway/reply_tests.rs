@@ -8,6 +8,7 @@ fn served(status: u16, fields: &str, body: &'static [u8], cold: bool) -> Reply {
             status,
             fields: fields.as_bytes().to_vec(),
             body: Bytes::from_static(body),
+            connection: None,
         },
         cold,
         instance: "echo-7".into(),
