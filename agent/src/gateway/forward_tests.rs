@@ -82,6 +82,21 @@ async fn call(
     (result, request.await.unwrap_or_default())
 }
 
+/// POSTs `body` to `/` of the instance at `addr` with no headers of the client's.
+async fn post(addr: SocketAddr, body: &[u8]) -> Answer {
+    exchange(
+        addr,
+        &Method::POST,
+        "/",
+        None,
+        &[],
+        body,
+        Duration::from_secs(5),
+    )
+    .await
+    .unwrap()
+}
+
 #[tokio::test]
 async fn the_request_carries_the_end_to_end_headers_and_its_own_framing() {
     let (result, request) = call(
@@ -278,17 +293,7 @@ async fn a_large_body_reaches_an_instance_on_ipv6_loopback() {
         );
         s.write_all(answer.as_bytes()).await.unwrap();
     });
-    let answer = exchange(
-        addr,
-        &Method::POST,
-        "/",
-        None,
-        &[],
-        &body,
-        Duration::from_secs(5),
-    )
-    .await
-    .unwrap();
+    let answer = post(addr, &body).await;
     assert_eq!(answer.status, 200);
     assert_eq!(answer.body, expected.to_string());
     server.await.unwrap();
@@ -314,17 +319,7 @@ async fn a_local_instance_sees_a_reset_once_its_answer_is_read() {
         // Still open after the answer: how the connection ends shows on the next read.
         let _ = tx.send(s.read(&mut buf).await.map_err(|e| e.kind()));
     });
-    let answer = exchange(
-        addr,
-        &Method::POST,
-        "/",
-        None,
-        &[],
-        b"hello",
-        Duration::from_secs(5),
-    )
-    .await
-    .unwrap();
+    let answer = post(addr, b"hello").await;
     assert_eq!((answer.status, &answer.body[..]), (200, &b"ok"[..]));
     // The connection lives as long as the answer: closed once it has been passed on.
     let mut rx = rx;
