@@ -14,17 +14,18 @@
 //! The machine is shared and noisy, so every (concurrency, path) cell is measured in several
 //! rounds — within a round the direct call first, then the gateway and nginx one right after
 //! the other, in alternating order — and the medians over rounds are printed: p50/p99 latency
-//! and requests/s of each path, and the latency the gateway and nginx add over the direct call
-//! (their percentile minus the direct one of the same round). The verdicts compare the gateway
-//! with nginx round by round, where both ran under the same conditions: "p99 ok" when the
-//! median over rounds of (gateway p99 − nginx p99), printed as "gw-ngx p99", is at most 0 —
-//! the gateway's added p99 is
-//! then at most nginx's, the direct call being the same — with the rounds where the gateway's
-//! p99 was the lower one counted beside it; "r/s ok" likewise for requests/s. nginx is also
-//! measured twice per round, and "A/A p99" is the median of the absolute differences between
-//! the p99 of its two runs in a round (an A/A comparison): a difference between the gateway
-//! and nginx smaller than that is within what this machine can tell apart. Then cold against warm invocation latency for a function with 300 ms of
-//! initialisation.
+//! and requests/s of each path, the latency the gateway and nginx add over the direct call
+//! (their percentile minus the direct one of the same round), and the gateway's figures over
+//! nginx's as ratios ("g/n": added p50, added p99 when both are above 0, requests/s). The
+//! verdicts compare the gateway with nginx round by round, where both ran under the same
+//! conditions: "p99 ok" when the median over rounds of (gateway p99 − nginx p99), printed as
+//! "gw-ngx p99", is at most 0 — the gateway's added p99 is then at most nginx's, the direct
+//! call being the same — with the rounds where the gateway's p99 was the lower one counted
+//! beside it; "r/s ok" likewise for requests/s. nginx is also measured twice per round, and
+//! "A/A p99" is the median of the absolute differences between the p99 of its two runs in a
+//! round (an A/A comparison): a difference between the gateway and nginx smaller than that is
+//! within what this machine can tell apart. Then cold against warm invocation latency for a
+//! function with 300 ms of initialisation.
 //!
 //! Environment: `GATEWAY_BENCH_ROUNDS` (default 8), `GATEWAY_BENCH_PHASE_MS` (per cell and
 //! round, default 2000).
@@ -322,7 +323,7 @@ keep_alive = "1s"
         load_average()
     );
     println!(
-        "{:>4} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} | {:>7} {:>7} {:>7} | {:>7} {:>7} {:>7} {:>7} | {:>9} {:>9} {:>9} {:>9} | {:>15} {:>15}",
+        "{:>4} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} | {:>7} {:>7} {:>7} | {:>7} {:>7} {:>7} {:>7} | {:>8} {:>8} {:>8} | {:>9} {:>9} {:>9} {:>9} | {:>15} {:>15}",
         "conc",
         "dir p50",
         "dir p99",
@@ -337,6 +338,9 @@ keep_alive = "1s"
         "ngx +p50",
         "gw +p99",
         "ngx +p99",
+        "+p50 g/n",
+        "+p99 g/n",
+        "r/s g/n",
         "gw-ngx p99",
         "p99 ok",
         "r/s ok",
@@ -403,6 +407,15 @@ keep_alive = "1s"
             let wins = diffs.iter().filter(|d| better(**d)).count();
             (better(median(diffs.iter().copied())), wins, diffs.len())
         };
+        // The gateway's figure over nginx's; only between two positive figures (an added
+        // latency below 0 means the proxied path beat the direct one in that cell).
+        let ratio = |gw: f64, ngx: f64| {
+            if gw > 0.0 && ngx > 0.0 {
+                format!("{:.2}", gw / ngx)
+            } else {
+                "-".to_string()
+            }
+        };
         let verdict = |(ok, wins, n): (bool, usize, usize)| {
             if !with_nginx {
                 "-".to_string()
@@ -411,7 +424,7 @@ keep_alive = "1s"
             }
         };
         println!(
-            "{c:>4} {:>8.0} {:>8.0} {:>8.0} {:>8.0} {:>8.0} {:>8.0} | {:>7.0} {:>7.0} {:>7.0} | {:>7.0} {:>7.0} {:>7.0} {:>7.0} | {:>9.0} {:>9} {:>9} {:>9.0} | {:>15} {:>15}",
+            "{c:>4} {:>8.0} {:>8.0} {:>8.0} {:>8.0} {:>8.0} {:>8.0} | {:>7.0} {:>7.0} {:>7.0} | {:>7.0} {:>7.0} {:>7.0} {:>7.0} | {:>8} {:>8} {:>8} | {:>9.0} {:>9} {:>9} {:>9.0} | {:>15} {:>15}",
             med(0, p50),
             med(0, p99),
             med(1, p50),
@@ -425,6 +438,9 @@ keep_alive = "1s"
             added(2, p50),
             added(1, p99),
             added(2, p99),
+            ratio(added(1, p50), added(2, p50)),
+            ratio(added(1, p99), added(2, p99)),
+            ratio(med(1, rps), med(2, rps)),
             median(paired(1, 2, p99).into_iter()),
             verdict(versus(p99, |d| d <= 0.0)),
             verdict(versus(rps, |d| d >= 0.0)),
