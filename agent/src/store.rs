@@ -62,9 +62,8 @@ fn decode<T: for<'a> Deserialize<'a>>(bytes: &[u8]) -> Result<T> {
 
 /// Opens the database without sled's background flusher: the store flushes at the end of
 /// every interval (the link's outbox, written just before, with it), so durability points
-/// are explicit, and
-/// no thread keeps the file lock after the database is dropped. A restarting agent may still
-/// meet its predecessor's lock for a moment: wait up to 5 s for it.
+/// are explicit, and no thread keeps the file lock after the database is dropped. A
+/// restarting agent may still meet its predecessor's lock for a moment: wait up to 5 s for it.
 fn open_waiting_for_lock(path: &Path) -> sled::Result<sled::Db> {
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     loop {

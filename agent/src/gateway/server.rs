@@ -17,7 +17,10 @@ use std::{
     convert::Infallible,
     net::{SocketAddr, TcpListener as StdListener},
     pin::Pin,
-    sync::Arc,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering::Relaxed},
+    },
     task::{Context, Poll},
     thread::JoinHandle,
 };
@@ -26,15 +29,13 @@ use hyper::{server::conn::http1, service::service_fn};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::{
     net::{TcpSocket, TcpStream},
-    sync::watch,
+    sync::{Notify, watch},
 };
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tracing::warn;
 
 use super::{Gateway, connection, records::FLUSH_EVERY, reply};
 use crate::shutdown::stopped;
-use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
-use tokio::sync::Notify;
 
 /// Connections waiting to be accepted.
 const BACKLOG: u32 = 1024;

@@ -59,6 +59,35 @@ pub struct LinkSink {
     pub wake: Arc<tokio::sync::Notify>,
 }
 
+impl LinkSink {
+    /// Writes `intervals` into the outbox, not yet flushed: the sequence owed to the hub, or
+    /// `None` when it could not be written (the store keeps the interval either way).
+    fn owe(&self, intervals: &[FunctionInterval]) -> Option<u64> {
+        let wire = intervals.iter().map(FunctionInterval::to_wire).collect();
+        match self.outbox.push_unflushed(wire) {
+            Ok(pushed) => {
+                if pushed.dropped > 0 {
+                    warn!(
+                        dropped = pushed.dropped,
+                        "outbox full: dropped the oldest telemetry batches"
+                    );
+                }
+                Some(pushed.sequence)
+            }
+            Err(e) => {
+                error!("telemetry for the hub not persisted; interval kept in the store only: {e}");
+                None
+            }
+        }
+    }
+
+    /// The database was flushed after batch `sequence` was written: the link may send it.
+    fn flushed(&self, sequence: u64) {
+        self.outbox.durable_up_to(sequence);
+        self.wake.notify_one();
+    }
+}
+
 struct Clocks {
     last_tick_ns: u64,
     interval_start_ms: i64,
@@ -294,26 +323,7 @@ impl Collector {
                 error!(function = %iv.function, "storing telemetry: {e:#}");
             }
         }
-        let owed = self.sink.as_ref().and_then(|sink| {
-            let wire = intervals.iter().map(FunctionInterval::to_wire).collect();
-            match sink.outbox.push_unflushed(wire) {
-                Ok(pushed) => {
-                    if pushed.dropped > 0 {
-                        warn!(
-                            dropped = pushed.dropped,
-                            "outbox full: dropped the oldest telemetry batches"
-                        );
-                    }
-                    Some(pushed.sequence)
-                }
-                Err(e) => {
-                    error!(
-                        "telemetry for the hub not persisted; interval kept in the store only: {e}"
-                    );
-                    None
-                }
-            }
-        });
+        let owed = self.sink.as_ref().and_then(|sink| sink.owe(&intervals));
         match self
             .store
             .record_host(&host.sample(now))
@@ -325,8 +335,7 @@ impl Collector {
             // with the next one that succeeds).
             Ok(()) => {
                 if let (Some(sink), Some(sequence)) = (&self.sink, owed) {
-                    sink.outbox.durable_up_to(sequence);
-                    sink.wake.notify_one();
+                    sink.flushed(sequence);
                 }
             }
         }
