@@ -9,6 +9,13 @@ if [ "$(id -u)" != 0 ]; then
   echo "test: the kernel tests load eBPF programs and create cgroups: run as root" >&2
   exit 1
 fi
+# A clean build needs about 8 GB in target/ (README): say so up front rather than as a linker's
+# "No space left on device" half an hour in.
+mkdir -p target
+free_gb=$(df -P -k target | awk 'NR == 2 { print int($4 / 1048576) }')
+if [ ! -d target/debug ] && [ "$free_gb" -lt 9 ]; then
+  echo "test: warning: $free_gb GB free for target/, a clean build needs about 8 GB" >&2
+fi
 cargo fmt --all -- --check
 cargo clippy --all-targets --locked -- -D warnings
 cargo test --locked --no-fail-fast 2>&1 | tee target/test.log
