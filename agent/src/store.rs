@@ -60,35 +60,14 @@ fn decode<T: for<'a> Deserialize<'a>>(bytes: &[u8]) -> Result<T> {
     serde_json::from_slice(bytes).context("decoding a stored record")
 }
 
-/// Opens the database without sled's background flusher: the store flushes at the end of
-/// every interval (the link's outbox, written just before, with it), so durability points
-/// are explicit, and no thread keeps the file lock after the database is dropped. A
-/// restarting agent may still meet its predecessor's lock for a moment: wait up to 5 s for it.
-fn open_waiting_for_lock(path: &Path) -> sled::Result<sled::Db> {
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    loop {
-        match sled::Config::new().path(path).flush_every_ms(None).open() {
-            Err(sled::Error::Io(e))
-                if e.kind() == std::io::ErrorKind::WouldBlock
-                    && std::time::Instant::now() < deadline =>
-            {
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            other => return other,
-        }
-    }
-}
-
 impl Store {
     /// Opens (or creates) the store in `dir`.
     pub fn open(dir: &Path, raw_retention: Duration, hourly_retention: Duration) -> Result<Self> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        let db = open_waiting_for_lock(&dir.join("telemetry.sled")).with_context(|| {
-            format!(
-                "opening the store in {} (is another agent running?)",
-                dir.display()
-            )
-        })?;
+        // No background flusher: the store flushes at the end of every interval (the link's
+        // outbox, written just before, with it), so durability points are explicit. A
+        // restarting agent may meet its predecessor's lock for a moment: the open waits.
+        let db = synapse_db::open(&dir.join("telemetry.sled"))?;
         Ok(Self {
             intervals: db.open_tree("intervals")?,
             hourly: db.open_tree("hourly")?,

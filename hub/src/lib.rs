@@ -22,23 +22,3 @@ pub mod models;
 pub mod placement;
 pub mod registry;
 pub mod rollout;
-
-/// A sled store without the background flusher, for tests that reopen a store in-process.
-/// sled's own threads can still hold the file lock a moment after the last handle is
-/// dropped, so opening waits for the lock (up to 10 s) instead of failing at once.
-#[cfg(test)]
-pub(crate) fn reopenable(path: &std::path::Path) -> sled::Db {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    loop {
-        match sled::Config::new().path(path).flush_every_ms(None).open() {
-            Ok(db) => return db,
-            Err(sled::Error::Io(e))
-                if e.to_string().contains("could not acquire lock")
-                    && std::time::Instant::now() < deadline =>
-            {
-                std::thread::sleep(std::time::Duration::from_millis(20));
-            }
-            Err(e) => panic!("opening {}: {e}", path.display()),
-        }
-    }
-}

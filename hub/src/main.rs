@@ -54,8 +54,13 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn run(config: HubConfig) -> anyhow::Result<()> {
-    let db = sled::open(&config.data_dir)
-        .with_context(|| format!("cannot open the store in {}", config.data_dir.display()))?;
+    // sled's background flusher stays on (every 500 ms) for the state written outside the
+    // batches' explicit flushes; the open waits for a predecessor's lock.
+    let db = synapse_db::OpenOptions {
+        background_flush: Some(std::time::Duration::from_millis(500)),
+        ..Default::default()
+    }
+    .open(&config.data_dir)?;
     let registry =
         Registry::open(&db, config.link.heartbeat_interval).context("cannot open the registry")?;
     let durability = Durability::start(db.clone());

@@ -76,7 +76,7 @@ fn agent(
         capacity: Capacity::default(),
         gateway: String::new(),
     };
-    let outbox = sled::open(root.join(name)).unwrap();
+    let outbox = synapse_db::open(&root.join(name)).unwrap();
     let channels = ControlChannels {
         to_hub: to_hub_rx,
         from_hub,

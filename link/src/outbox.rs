@@ -253,7 +253,7 @@ mod tests {
     }
 
     fn db(dir: &tempfile::TempDir) -> sled::Db {
-        sled::open(dir.path()).unwrap()
+        synapse_db::open(dir.path()).unwrap()
     }
 
     #[tokio::test]

@@ -56,7 +56,7 @@ async fn without_a_hub_batches_are_kept_up_to_the_bound_and_drops_are_counted() 
         capacity: client::host_capacity(),
         gateway: String::new(),
     };
-    let db = sled::open(dir.path().join("db")).unwrap();
+    let db = synapse_db::open(&dir.path().join("db")).unwrap();
     let (batches, rx) = mpsc::channel(64);
     let (status_tx, mut status) = watch::channel(LinkStatus::default());
     let shutdown = CancellationToken::new();

@@ -83,7 +83,7 @@ async fn four_agents_train_a_model_that_forecasts_unseen_functions_better() {
     std::fs::write(&initial_path, &initial_bytes).unwrap();
 
     // The hub.
-    let db = sled::open(root.path().join("hub")).unwrap();
+    let db = synapse_db::open(&root.path().join("hub")).unwrap();
     let registry = Registry::open(&db, Duration::from_secs(5)).unwrap();
     let server = tls::server_config(
         &TlsFiles {
@@ -162,7 +162,7 @@ async fn four_agents_train_a_model_that_forecasts_unseen_functions_better() {
             capacity: Capacity::default(),
             gateway: String::new(),
         };
-        let outbox = sled::open(root.path().join(&name)).unwrap();
+        let outbox = synapse_db::open(&root.path().join(&name)).unwrap();
         let (_batches_tx, batches) = mpsc::channel(1);
         let status = watch::channel(Default::default()).0;
         let stop = shutdown.clone();

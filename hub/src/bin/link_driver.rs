@@ -127,7 +127,7 @@ async fn main() -> anyhow::Result<()> {
         idle_timeout: Duration::from_secs(5),
         ..LinkConfig::default()
     };
-    let db = sled::open(&cli.db).with_context(|| format!("cannot open {}", cli.db.display()))?;
+    let db = synapse_db::open(&cli.db)?;
     let already = Outbox::open(&db, config.outbox_max_batches)?
         .stats()?
         .pushed;

@@ -37,7 +37,7 @@ fn now() -> i64 {
 #[test]
 fn a_round_after_a_refused_version_trains_from_the_version_before_it() {
     let dir = tempfile::tempdir().unwrap();
-    let db = crate::reopenable(&dir.path().join("db"));
+    let db = synapse_db::open(&dir.path().join("db")).unwrap();
     let initial = onnx::synthetic(&[4, 2], 0.1);
     let parameters = onnx::read_weights(&initial).unwrap().len();
     let path = dir.path().join("initial.onnx");

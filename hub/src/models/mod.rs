@@ -172,7 +172,7 @@ mod tests {
     fn versions_count_up_and_survive_a_reopen() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let db = crate::reopenable(dir.path());
+            let db = synapse_db::open(dir.path()).unwrap();
             let registry = ModelRegistry::open(&db).unwrap();
             assert_eq!(registry.register(new(b"one", 0)).unwrap().version, 1);
             let two = registry.register(new(b"two", 1)).unwrap();
@@ -181,7 +181,7 @@ mod tests {
             registry.annotate(1, &[("evaluated_loss", 0.25)]).unwrap();
             db.flush().unwrap();
         }
-        let db = crate::reopenable(dir.path());
+        let db = synapse_db::open(dir.path()).unwrap();
         let registry = ModelRegistry::open(&db).unwrap();
         assert_eq!(registry.latest().unwrap().unwrap().version, 2);
         assert_eq!(registry.onnx(2).unwrap(), b"two");

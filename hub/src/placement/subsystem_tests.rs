@@ -57,7 +57,7 @@ async fn plan_version(placement: &Placement, version: u64) -> super::Plan {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_host_is_re_planned_at_once_and_plans_survive_a_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let db = sled::open(dir.path()).unwrap();
+    let db = synapse_db::open(dir.path()).unwrap();
     let registry = Registry::open(&db, Duration::from_secs(5)).unwrap();
     let config = PlacementConfig {
         // Far longer than the test: only the triggers can make plans.

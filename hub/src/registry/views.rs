@@ -227,7 +227,7 @@ mod tests {
     fn a_batch_is_counted_once_and_survives_reopening() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let db = crate::reopenable(dir.path());
+            let db = synapse_db::open(dir.path()).unwrap();
             let registry = Registry::open(&db, Duration::from_secs(5)).unwrap();
             let hello = Hello {
                 agent_id: "edge-1".into(),
@@ -270,7 +270,7 @@ mod tests {
             );
             db.flush().unwrap();
         }
-        let db = crate::reopenable(dir.path());
+        let db = synapse_db::open(dir.path()).unwrap();
         let registry = Registry::open(&db, Duration::from_secs(5)).unwrap();
         let agent = registry.agent("edge-1").unwrap().unwrap();
         assert_eq!(

@@ -206,7 +206,7 @@ mod tests {
     #[test]
     fn one_active_rollout_per_target_and_an_ended_one_frees_it() {
         let dir = tempfile::tempdir().unwrap();
-        let db = crate::reopenable(dir.path());
+        let db = synapse_db::open(dir.path()).unwrap();
         let store = RolloutStore::open(&db).unwrap();
         let mut first = rollout(&[("e1", 1)], &[Step::Percent(100.0)]);
         store.create(&first).unwrap();
@@ -236,14 +236,14 @@ mod tests {
             &[Step::PerTier(1), Step::Percent(100.0)],
         );
         {
-            let db = crate::reopenable(dir.path());
+            let db = synapse_db::open(dir.path()).unwrap();
             let store = RolloutStore::open(&db).unwrap();
             store.create(&r).unwrap();
             r.begin(1).unwrap();
             r.pass_step(2, vec![]).unwrap();
             store.save(&r).unwrap();
         }
-        let db = crate::reopenable(dir.path());
+        let db = synapse_db::open(dir.path()).unwrap();
         let store = RolloutStore::open(&db).unwrap();
         let back = store.active(&r.target).unwrap().unwrap();
         assert_eq!(back, r);

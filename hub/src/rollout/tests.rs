@@ -41,7 +41,7 @@ impl Fleet {
     /// Two edge hosts, one regional, one cloud.
     fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let db = sled::open(dir.path()).unwrap();
+        let db = synapse_db::open(dir.path()).unwrap();
         let registry = Registry::open(&db, Duration::from_secs(5)).unwrap();
         for (i, (agent, tier)) in [
             ("edge-1", 1),
