@@ -13,10 +13,6 @@ use std::{
 
 use common::*;
 
-/// How far above the known init delay a measured cold start may be: process creation, the
-/// dynamic loader and the scheduler on a loaded 2-core machine.
-const TOLERANCE_S: f64 = 0.120;
-
 /// A function whose pool holds `instances` instances that initialise for `init_ms`.
 fn function(name: &str, init_ms: u64, instances: u32) -> String {
     format!(
@@ -62,6 +58,35 @@ fn cold_start_range(agent: &Agent, function: &str) -> (f64, f64, u64) {
         }
     }
     (lo, hi, n)
+}
+
+/// The largest `ready_within_s` the function's instances report (see `synapse-sample-fn`),
+/// each asked directly at its address from the gateway's listing.
+fn ready_within(agent: &Agent, function: &str) -> f64 {
+    let listing: serde_json::Value =
+        serde_json::from_str(&http_get(agent.gateway, "/v1/functions").expect("listing")).unwrap();
+    let pool = listing
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["name"] == function)
+        .expect("the function is listed");
+    let mut bound = 0.0f64;
+    for instance in pool["instances"].as_array().unwrap() {
+        let addr = instance["addr"]
+            .as_str()
+            .expect("a ready instance's address");
+        let port: u16 = addr.rsplit(':').next().unwrap().parse().unwrap();
+        let body = http_get(port, "/").expect("the instance answers");
+        let v: serde_json::Value = serde_json::from_str(body.trim()).unwrap();
+        let within = v["ready_within_s"].as_f64().unwrap();
+        assert!(
+            within > 0.0,
+            "{function}: the instance could not read its clocks: {v}"
+        );
+        bound = bound.max(within);
+    }
+    bound
 }
 
 #[test]
@@ -125,19 +150,6 @@ fn invocations_and_cold_starts_are_measured_in_the_kernel() {
         Some(k_fast as f64)
     );
 
-    // Cold-start latency, exec → listen, from the stored intervals.
-    agent.wait_until("intervals stored", |a| {
-        cold_start_range(a, "slow").2 == 1 && cold_start_range(a, "fast").2 == 2
-    });
-    for (name, delay) in [("fast", 0.150), ("slow", 0.400)] {
-        let (lo, hi, _) = cold_start_range(&agent, name);
-        eprintln!("{name}: init {delay} s, measured cold starts {lo:.4}..{hi:.4} s");
-        assert!(
-            lo >= delay && hi <= delay + TOLERANCE_S,
-            "{name}: cold starts in [{lo:.3}, {hi:.3}] s, expected within [{delay}, {}] s",
-            delay + TOLERANCE_S
-        );
-    }
     let stored_invocations: u64 = stored(&agent, "fast")["intervals"]
         .as_array()
         .unwrap()
@@ -145,6 +157,26 @@ fn invocations_and_cold_starts_are_measured_in_the_kernel() {
         .map(|iv| iv["invocations"].as_u64().unwrap())
         .sum();
     assert_eq!(stored_invocations, k_fast as u64);
+
+    // Cold-start latency, exec → listen, from the stored intervals: at least the known
+    // init delay, and at most what each instance itself saw between its creation and the
+    // return of its listen() (so the bound holds however loaded the machine is). The
+    // instances are asked last: these direct connections are accepts of their own.
+    agent.wait_until("intervals stored", |a| {
+        cold_start_range(a, "slow").2 == 1 && cold_start_range(a, "fast").2 == 2
+    });
+    for (name, delay) in [("fast", 0.150), ("slow", 0.400)] {
+        let (lo, hi, _) = cold_start_range(&agent, name);
+        let bound = ready_within(&agent, name);
+        eprintln!(
+            "{name}: init {delay} s, measured cold starts {lo:.4}..{hi:.4} s, \
+             instances ready within {bound:.4} s of their creation"
+        );
+        assert!(
+            lo >= delay && hi <= bound,
+            "{name}: cold starts in [{lo:.3}, {hi:.3}] s, expected within [{delay}, {bound:.3}] s"
+        );
+    }
 
     let _ = busy.kill();
     let _ = busy.wait();

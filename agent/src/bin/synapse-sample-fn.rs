@@ -9,6 +9,11 @@
 //! `--crash-once-file F` aborts on the first request of the first instance (the one that
 //! creates F). `--fail-rate R` (0..=1) answers that share of requests with 500, spread
 //! evenly over the requests (R = 1 fails every one), like a broken build of a function.
+//!
+//! Each answer is JSON with the process id, the body's size and byte sum, the requests in
+//! flight, and `ready_within_s`: an upper bound, from the process's own clocks, on the time
+//! from its creation to the return of its `listen()` (what the agent measures in the kernel
+//! as exec → listen), so tests can check that measurement without a guessed tolerance.
 
 use std::{
     io::{BufRead as _, BufReader, Read as _, Write as _},
@@ -98,6 +103,7 @@ fn main() {
             std::process::exit(1);
         }
     };
+    let ready_within_s = since_process_creation().map_or(-1.0, |d| d.as_secs_f64());
     let served = Arc::new(AtomicU64::new(0));
     let in_flight = Arc::new(AtomicU64::new(0));
     let crash_first = o.crash_once_file.as_ref().is_some_and(|f| {
@@ -133,7 +139,7 @@ fn main() {
         let in_flight = in_flight.clone();
         // Request n fails when the running count of failures owed, n × rate, steps up.
         let fails = (n as f64 * o.fail_rate).floor() > ((n - 1) as f64 * o.fail_rate).floor();
-        let handle = thread::spawn(move || serve(stream, work, fails, &in_flight));
+        let handle = thread::spawn(move || serve(stream, work, fails, ready_within_s, &in_flight));
         if last {
             let _ = handle.join();
             std::process::exit(0);
@@ -143,7 +149,13 @@ fn main() {
 
 /// One request. `in_flight` counts the requests being worked on; it drops before the answer
 /// is written, so a client that sends its next request on an answer never sees it high.
-fn serve(stream: TcpStream, work: Duration, fails: bool, in_flight: &AtomicU64) {
+fn serve(
+    stream: TcpStream,
+    work: Duration,
+    fails: bool,
+    ready_within_s: f64,
+    in_flight: &AtomicU64,
+) {
     let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
     let mut reader = BufReader::new(&stream);
     let mut request_line = String::new();
@@ -190,7 +202,7 @@ fn serve(stream: TcpStream, work: Duration, fails: bool, in_flight: &AtomicU64) 
     thread::sleep(work);
     in_flight.fetch_sub(1, Ordering::SeqCst);
     let reply = format!(
-        "{{\"pid\":{},\"bytes\":{},\"in_flight\":{},\"sum\":{}}}\n",
+        "{{\"pid\":{},\"bytes\":{},\"in_flight\":{},\"sum\":{},\"ready_within_s\":{ready_within_s}}}\n",
         std::process::id(),
         body.len(),
         now,
@@ -207,4 +219,27 @@ fn serve(stream: TcpStream, work: Duration, fails: bool, in_flight: &AtomicU64) 
         reply.len(),
         reply
     );
+}
+
+/// Time since this process was created (its fork, which comes before its exec), on the boot
+/// clock: `/proc/self/stat`'s start time counts clock ticks on it, rounded down, so the
+/// result is never less than the true span. `None` where either clock cannot be read.
+fn since_process_creation() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name (which may hold spaces) start at field 3; the start
+    // time is field 22.
+    let after = stat.get(stat.rfind(')')? + 2..)?;
+    let start_ticks: u64 = after.split(' ').nth(22 - 3)?.parse().ok()?;
+    // SAFETY: sysconf and clock_gettime only write into the timespec we pass.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    if hz <= 0 || unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut now) } != 0 {
+        return None;
+    }
+    let now_ns = now.tv_sec as u128 * 1_000_000_000 + now.tv_nsec as u128;
+    let start_ns = u128::from(start_ticks) * 1_000_000_000 / hz as u128;
+    Some(Duration::from_nanos(now_ns.checked_sub(start_ns)? as u64))
 }
