@@ -9,10 +9,9 @@ run:
 test:
 	bash scripts/test.sh
 
-# Benchmarks that print figures.
+# Every benchmark the README quotes, one after the other; each prints its figures (as root).
 bench:
-	bash scripts/setup.sh
-	. scripts/env.sh && cargo bench -p synapse-agent --bench telemetry
+	bash scripts/bench.sh
 
 # The synapse-agent and synapse-hub packages, .deb and .rpm, in target/package/.
 package:

@@ -2,8 +2,9 @@
 # Sets up what building and running SynapseStream needs on a Debian host, idempotently:
 # Debian's LLVM 22 (for bpf-linker), curl and iproute2, the nightly
 # rust-src component (eBPF target), bpf-linker, the packaging tools (lintian, rpm,
-# cargo-deb, cargo-generate-rpm), and tracefs. Each step is skipped when
-# its result is already there, so running it twice costs a few milliseconds.
+# cargo-deb, cargo-generate-rpm), nginx (the gateway benchmark's comparison), and tracefs.
+# Each step is skipped when its result is already there, so running it twice costs a few
+# milliseconds.
 set -euo pipefail
 
 LLVM_DIR=/usr/lib/llvm-22
@@ -22,11 +23,30 @@ command -v rpm2archive >/dev/null 2>&1 || need_apt+=(rpm2cpio)
 command -v dpkg-shlibdeps >/dev/null 2>&1 || need_apt+=(dpkg-dev)
 command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)
 command -v adduser >/dev/null 2>&1 || need_apt+=(adduser)
+# The gateway benchmark (`make bench`) runs Debian's nginx binary with a configuration of its
+# own; the package's service is not wanted: it is neither started nor left enabled.
+nginx=no
+if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
+  need_apt+=(nginx)
+  nginx=yes
+fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   say "installing Debian packages: ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive
+  # nginx's service does not start during the installation: invoke-rc.d asks policy-rc.d,
+  # and 101 is a refusal. A policy-rc.d already there (containers have one) is left as it is.
+  if [ "$nginx" = yes ] && [ ! -e /usr/sbin/policy-rc.d ]; then
+    trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+    chmod +x /usr/sbin/policy-rc.d
+  fi
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+  if [ "$nginx" = yes ]; then
+    # The package enables its service for the next boot: undo that (systemd or sysvinit).
+    systemctl disable --quiet nginx >/dev/null 2>&1 || true
+    update-rc.d nginx disable >/dev/null 2>&1 || true
+  fi
 fi
 
 if ! rustup component list --toolchain nightly --installed 2>/dev/null | grep -q '^rust-src'; then

@@ -28,7 +28,9 @@
 //! function with 300 ms of initialisation.
 //!
 //! Environment: `GATEWAY_BENCH_ROUNDS` (default 8), `GATEWAY_BENCH_PHASE_MS` (per cell and
-//! round, default 2000).
+//! round, default 2000). `SYNAPSE_BENCH_SMOKE=1` runs a short version that prints the same
+//! tables: 1 round of 300 ms per cell at concurrency 1 and 16, one cold invocation (the
+//! variables above still apply); it asserts nothing about timings.
 
 use std::{
     io::{Read as _, Write as _},
@@ -41,6 +43,11 @@ use std::{
 
 const AGENT: &str = env!("CARGO_BIN_EXE_synapse-agent");
 const SAMPLE_FN: &str = env!("CARGO_BIN_EXE_synapse-sample-fn");
+
+/// Short runs that still print every table (`SYNAPSE_BENCH_SMOKE=1`).
+fn smoke() -> bool {
+    std::env::var("SYNAPSE_BENCH_SMOKE").is_ok_and(|v| v == "1")
+}
 
 fn setting(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -83,12 +90,34 @@ fn request(port: u16, method: &str, path: &str) -> Option<(u16, String)> {
     Some((status, out))
 }
 
-fn wait_for(what: &str, cond: impl Fn() -> bool) {
+/// Polls `cond` until it holds; panics after a minute.
+fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while !cond() {
         assert!(Instant::now() < deadline, "gave up waiting for {what}");
-        thread::sleep(Duration::from_millis(50));
+        thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// The instances of `function` in the gateway's listing (`GET /v1/functions`): state and
+/// address of each; `None` when the gateway does not answer.
+fn instances(gateway: u16, function: &str) -> Option<Vec<(String, String)>> {
+    let (_, text) = request(gateway, "GET", "/v1/functions")?;
+    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    let pools: serde_json::Value = serde_json::from_str(body).ok()?;
+    let pool = pools.as_array()?.iter().find(|p| p["name"] == function)?;
+    Some(
+        pool["instances"]
+            .as_array()?
+            .iter()
+            .map(|i| {
+                (
+                    i["state"].as_str().unwrap_or("").to_string(),
+                    i["addr"].as_str().unwrap_or("").to_string(),
+                )
+            })
+            .collect(),
+    )
 }
 
 /// One figure of a measurement.
@@ -271,30 +300,16 @@ keep_alive = "1s"
             .unwrap(),
     );
     // The instance's own address, from the gateway's listing.
-    let instance_port = Arc::new(Mutex::new(0u16));
-    {
-        let p = instance_port.clone();
-        wait_for("the warm instance", move || {
-            let Some((_, text)) = request(gateway, "GET", "/v1/functions") else {
-                return false;
-            };
-            let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
-            let v: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
-            let addr = v[0]["instances"][0]["addr"]
-                .as_str()
-                .unwrap_or("")
-                .to_string();
-            let ready = v[0]["instances"][0]["state"] == "ready";
-            if let (true, Some(port)) =
-                (ready, addr.rsplit(':').next().and_then(|p| p.parse().ok()))
-            {
-                *p.lock().unwrap() = port;
-                return true;
-            }
-            false
-        });
-    }
-    let direct = *instance_port.lock().unwrap();
+    let mut instance_port = None;
+    wait_for("the warm instance", || {
+        instance_port = instances(gateway, "echo")
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|(state, _)| state == "ready")
+            .find_map(|(_, addr)| addr.rsplit(':').next()?.parse::<u16>().ok());
+        instance_port.is_some()
+    });
+    let direct = instance_port.expect("a ready instance");
     let nginx_port = free_port();
     let _nginx = nginx_bin.map(|bin| {
         let conf = dir.path().join("nginx.conf");
@@ -314,8 +329,14 @@ keep_alive = "1s"
         Guard(child)
     });
 
-    let rounds = setting("GATEWAY_BENCH_ROUNDS", 8).max(1) as usize;
-    let phase = Duration::from_millis(setting("GATEWAY_BENCH_PHASE_MS", 2000));
+    let smoke = smoke();
+    let rounds = setting("GATEWAY_BENCH_ROUNDS", if smoke { 1 } else { 8 }).max(1) as usize;
+    let phase = Duration::from_millis(setting(
+        "GATEWAY_BENCH_PHASE_MS",
+        if smoke { 300 } else { 2000 },
+    ));
+    let concurrencies: &[usize] = if smoke { &[1, 16] } else { &[1, 16, 64] };
+    let colds = if smoke { 1 } else { 3 };
     println!(
         "SynapseStream gateway benchmark ({} CPUs, load average {}, {rounds} rounds of {phase:?} per cell, \
          new client connection per request; medians over rounds; latencies in us; cpu: the proxy's CPU us per request)",
@@ -366,7 +387,7 @@ keep_alive = "1s"
         nginx_pids.clone(),
         nginx_pids,
     ];
-    for c in [1, 16, 64] {
+    for &c in concurrencies {
         // rows[path] holds one Figures per round.
         let mut rows: [Vec<Figures>; 4] = Default::default();
         let mut errors = 0;
@@ -464,11 +485,14 @@ keep_alive = "1s"
     if nginx_bin.is_none() {
         println!("nginx not found: install Debian's nginx for the comparison");
     }
-    // Cold against warm, 300 ms of initialisation; keep-alive 1 s, so after 2.5 s it is cold again.
+    // Cold against warm, 300 ms of initialisation; keep-alive 1 s: once its pool has retired
+    // the idle instance, the next invocation is cold again.
     let mut cold = Vec::new();
     let mut warm = Vec::new();
-    for _ in 0..3 {
-        thread::sleep(Duration::from_millis(2500));
+    for _ in 0..colds {
+        wait_for("the slow-init instance to retire", || {
+            instances(gateway, "slow-init").is_some_and(|i| i.is_empty())
+        });
         let t = Instant::now();
         let (s, text) = request(gateway, "POST", "/v1/functions/slow-init/invoke").expect("answer");
         assert_eq!(s, 200);

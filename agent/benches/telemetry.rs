@@ -1,17 +1,22 @@
 //! Telemetry benchmark (a bench binary that prints figures; run as root):
 //! `cargo bench -p synapse-agent --bench telemetry`.
 //!
-//! Starts a real `synapse-agent` whose function is this same binary in `--accept-server`
-//! mode (accept a connection, close it), then drives connections at 1k/s and 10k/s and as fast
-//! as two cores allow, and a burst of short processes (exec + exit events through the ring
-//! buffer). For each phase it prints: events/s, events counted by the agent vs. made, ring
-//! buffer losses, agent CPU (% of one core), agent RSS, and per-event BPF run time from the
-//! kernel's statistics.
+//! Starts a real `synapse-agent` with two functions, each this same binary held warm by its
+//! pool (`min_warm = 1`, fixed keep-alive): `accept` in `--accept-server` mode (accept a
+//! connection, close it) and `churn`, which first starts a burst of short processes one after
+//! the other (exec + exit events through the ring buffer) and only then listens, so that its
+//! one instance runs its burst once. The accept instance's address comes from the gateway's
+//! `GET /v1/functions`; connections go to it directly at 1k/s and 10k/s and as fast as the
+//! machine allows, counted by the agent in `synapse_kernel_accepts_total`. For each phase it
+//! prints: events/s, events counted by the agent vs. made, ring buffer losses, agent CPU (% of
+//! one core), agent RSS, and per-event BPF run time from the kernel's statistics.
+//!
+//! With `SYNAPSE_BENCH_SMOKE=1` it runs a short version (a burst of 50 processes, 1 s phases)
+//! that prints the same tables; it asserts nothing about timings.
 
 use std::{
     io::Read as _,
     net::{TcpListener, TcpStream},
-    path::Path,
     process::{Child, Command, Stdio},
     sync::{
         Arc,
@@ -23,13 +28,20 @@ use std::{
 
 const AGENT: &str = env!("CARGO_BIN_EXE_synapse-agent");
 
+/// Short runs that still print every table (`SYNAPSE_BENCH_SMOKE=1`).
+fn smoke() -> bool {
+    std::env::var("SYNAPSE_BENCH_SMOKE").is_ok_and(|v| v == "1")
+}
+
 fn main() {
+    // Any other argument (`--bench` from `cargo bench`, filters) is ignored.
     let args: Vec<String> = std::env::args().collect();
     if args.iter().any(|a| a == "--accept-server") {
         return accept_server();
     }
     if let Some(i) = args.iter().position(|a| a == "--churn") {
-        return churn(args[i + 1].parse().expect("--churn N"));
+        let n = args.get(i + 1).and_then(|n| n.parse().ok());
+        return churn(n.expect("--churn N"));
     }
     // SAFETY: plain syscall.
     if unsafe { libc::geteuid() } != 0 {
@@ -39,7 +51,8 @@ fn main() {
     run();
 }
 
-/// The measured function: accepts connections and closes them at once.
+/// The measured function: listens on the address the agent gives it (`SYNAPSE_LISTEN`),
+/// accepts connections and closes them at once.
 fn accept_server() {
     let addr = std::env::var("SYNAPSE_LISTEN").expect("SYNAPSE_LISTEN");
     let listener = TcpListener::bind(addr).expect("bind");
@@ -48,14 +61,14 @@ fn accept_server() {
     }
 }
 
-/// The churn function: starts `n` short processes one after the other, then idles.
+/// The churn function: starts `n` short processes one after the other, then listens like the
+/// accept function, so that the agent holds this instance as ready (its `ready_timeout` is
+/// longer than the burst) and never starts another one that would run the burst again.
 fn churn(n: u64) {
     for _ in 0..n {
         let _ = Command::new("/bin/true").status();
     }
-    loop {
-        thread::sleep(Duration::from_secs(3600));
-    }
+    accept_server();
 }
 
 fn free_port() -> u16 {
@@ -78,6 +91,30 @@ fn scrape(port: u16) -> String {
     let mut text = String::new();
     s.read_to_string(&mut text).unwrap();
     text
+}
+
+/// The body of `GET path` on `127.0.0.1:port`, when it answers.
+fn http_get(port: u16, path: &str) -> Option<String> {
+    use std::io::Write as _;
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+        .ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    text.split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_string())
+}
+
+/// The port of a ready instance of `function`, from the gateway's listing of its pools.
+fn ready_instance_port(gateway: u16, function: &str) -> Option<u16> {
+    let body = http_get(gateway, "/v1/functions")?;
+    let pools: serde_json::Value = serde_json::from_str(&body).ok()?;
+    let pool = pools.as_array()?.iter().find(|p| p["name"] == function)?;
+    pool["instances"]
+        .as_array()?
+        .iter()
+        .filter(|i| i["state"] == "ready")
+        .find_map(|i| i["addr"].as_str()?.rsplit(':').next()?.parse().ok())
 }
 
 /// Sum of the lines of one metric with exactly these labels.
@@ -148,8 +185,9 @@ fn set_linger_zero(s: &TcpStream) {
     };
 }
 
-/// Drives `rate` connections/s (0 = as fast as possible) for `secs`; returns how many succeeded.
-fn drive(port: u16, rate: u64, secs: u64) -> u64 {
+/// Drives `rate` connections/s (0 = as fast as possible) for `phase`; returns how many
+/// succeeded.
+fn drive(port: u16, rate: u64, phase: Duration) -> u64 {
     let threads = 4u64;
     let done = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
@@ -159,7 +197,7 @@ fn drive(port: u16, rate: u64, secs: u64) -> u64 {
             thread::spawn(move || {
                 let per_thread = rate as f64 / threads as f64;
                 let mut sent = 0u64;
-                while start.elapsed() < Duration::from_secs(secs) {
+                while start.elapsed() < phase {
                     if rate > 0 {
                         let due = (start.elapsed().as_secs_f64() * per_thread) as u64;
                         if sent >= due {
@@ -181,11 +219,15 @@ fn drive(port: u16, rate: u64, secs: u64) -> u64 {
     done.load(Ordering::Relaxed)
 }
 
-fn wait_for(what: &str, cond: impl Fn() -> bool) {
+/// Polls `cond` until it holds; panics after a minute or when the agent has exited.
+fn wait_for(agent: &mut Agent, what: &str, mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while !cond() {
+        if let Ok(Some(status)) = agent.0.try_wait() {
+            panic!("the agent exited ({status}) while waiting for {what}");
+        }
         assert!(Instant::now() < deadline, "gave up waiting for {what}");
-        thread::sleep(Duration::from_millis(100));
+        thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -200,11 +242,16 @@ impl Drop for Agent {
 }
 
 fn run() {
+    let smoke = smoke();
     let me = std::env::current_exe().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let metrics = free_port();
-    let port = free_port();
-    let churn_n = 5_000;
+    let gateway = free_port();
+    let churn_n: u64 = if smoke { 50 } else { 5_000 };
+    let phase = Duration::from_secs(if smoke { 1 } else { 10 });
+    // Both functions hold one instance whatever happens (fixed keep-alive, min_warm 1 and
+    // max_instances 1); the churn instance listens only after its burst, so it gets the
+    // whole burst's time (and more) to become ready.
     let config = format!(
         r#"[agent]
 state_dir = "{state}"
@@ -212,25 +259,32 @@ state_dir = "{state}"
 interval = "1s"
 [metrics]
 listen = "127.0.0.1:{metrics}"
+[gateway]
+listen = "127.0.0.1:{gateway}"
 [cgroup]
 subtree = "synapse-bench"
+[policy]
+name = "fixed-keepalive"
 [[functions]]
 name = "accept"
 command = "{me}"
 args = ["--accept-server"]
-port = {port}
+min_warm = 1
+max_instances = 1
 [[functions]]
 name = "churn"
 command = "{me}"
 args = ["--churn", "{churn_n}"]
-restart = "never"
+min_warm = 1
+max_instances = 1
+ready_timeout = "1h"
 "#,
         state = dir.path().join("state").display(),
         me = me.display(),
     );
     let path = dir.path().join("agent.toml");
     std::fs::write(&path, config).unwrap();
-    let agent = Agent(
+    let mut agent = Agent(
         Command::new(AGENT)
             .args(["run", "--config"])
             .arg(&path)
@@ -240,14 +294,15 @@ restart = "never"
             .unwrap(),
     );
     let pid = agent.0.id();
-    wait_for("the accept function", || {
-        Path::new(&format!("/proc/{pid}")).exists()
-            && TcpStream::connect(("127.0.0.1", metrics)).is_ok()
-            && metric(metrics, "synapse_cold_starts_total{function=\"accept\"}") >= 1.0
+    let mut port = None;
+    wait_for(&mut agent, "the accept function's instance", || {
+        port = ready_instance_port(gateway, "accept");
+        port.is_some()
     });
-    // The churn function runs first: exec and exit events through the ring buffer.
+    let port = port.expect("a ready instance");
+    // The churn function's burst: exec and exit events through the ring buffer.
     let t0 = Instant::now();
-    wait_for("the churn to finish", || {
+    wait_for(&mut agent, "the churn to finish", || {
         metric(metrics, "synapse_ebpf_events_total{kind=\"exit\"}") >= churn_n as f64
             || metric(metrics, "synapse_ebpf_events_lost_total") > 0.0
     });
@@ -255,12 +310,13 @@ restart = "never"
     let execs = metric(metrics, "synapse_ebpf_events_total{kind=\"exec\"}");
     let exits = metric(metrics, "synapse_ebpf_events_total{kind=\"exit\"}");
     println!(
-        "SynapseStream telemetry benchmark ({} CPUs)",
-        thread::available_parallelism().map_or(0, |n| n.get())
+        "SynapseStream telemetry benchmark ({} CPUs{})",
+        thread::available_parallelism().map_or(0, |n| n.get()),
+        if smoke { ", smoke run" } else { "" }
     );
     println!(
         "lifecycle burst: {churn_n} processes in {churn_secs:.1} s -> {:.0} ring-buffer events/s; \
-         exec events {execs} (expected {}: the two functions and the burst), exit events {exits} (expected {churn_n}), lost {}",
+         exec events {execs} (expected {}: the two instances and the burst), exit events {exits} (expected {churn_n}), lost {}",
         (execs + exits) / churn_secs,
         churn_n + 2,
         metric(metrics, "synapse_ebpf_events_lost_total")
@@ -269,22 +325,23 @@ restart = "never"
         "{:>10} {:>10} {:>10} {:>10} {:>6} {:>10} {:>8} {:>12}",
         "phase", "target/s", "made/s", "counted", "lost", "agent CPU", "RSS MB", "BPF ns/event"
     );
-    let secs = 10;
+    // Connections made straight to the instance: the kernel's accept count is the figure.
+    let accepts = "synapse_kernel_accepts_total{function=\"accept\"}";
     for (name, rate) in [("1k/s", 1_000), ("10k/s", 10_000), ("max", 0)] {
-        let before = metric(metrics, "synapse_invocations_total{function=\"accept\"}");
+        let before = metric(metrics, accepts);
         let runs0 = program_metric(metrics, "synapse_ebpf_program_runs");
         let time0 = program_metric(metrics, "synapse_ebpf_program_run_seconds");
         let p0 = proc_sample(pid);
         let t = Instant::now();
-        let made = drive(port, rate, secs);
+        let made = drive(port, rate, phase);
         let elapsed = t.elapsed().as_secs_f64();
         let p1 = proc_sample(pid);
-        wait_for("the counters", || {
-            metric(metrics, "synapse_invocations_total{function=\"accept\"}") - before
-                >= made as f64
+        // Every connection made was accepted before `drive` returned (each waits for the
+        // server's close), so the count is final once it reaches `made`.
+        wait_for(&mut agent, "the counters", || {
+            metric(metrics, accepts) - before >= made as f64
         });
-        thread::sleep(Duration::from_millis(1500));
-        let counted = metric(metrics, "synapse_invocations_total{function=\"accept\"}") - before;
+        let counted = metric(metrics, accepts) - before;
         let runs = program_metric(metrics, "synapse_ebpf_program_runs") - runs0;
         let time = program_metric(metrics, "synapse_ebpf_program_run_seconds") - time0;
         let cpu = (p1.cpu_ticks - p0.cpu_ticks) as f64 / 100.0 / elapsed * 100.0;
@@ -306,6 +363,13 @@ restart = "never"
             } else {
                 "n/a".into()
             }
+        );
+    }
+    let execs_after = metric(metrics, "synapse_ebpf_events_total{kind=\"exec\"}");
+    if execs_after != execs {
+        println!(
+            "note: {} more exec events during the phases (an instance was restarted)",
+            execs_after - execs
         );
     }
 }

@@ -5,7 +5,9 @@
 //! offer and chunks), encoded exactly as the link frames them.
 //!
 //! Run: `cargo bench -p synapse-hub --bench aggregation` (optional: `AGG_CLIENTS=1000`,
-//! `AGG_REPEATS=20`).
+//! `AGG_REPEATS=20`). With `SYNAPSE_BENCH_SMOKE=1` the defaults are 50 clients and 2 repeats
+//! (the variables still apply), and the same figures are printed; nothing about timings is
+//! asserted.
 
 use std::time::{Duration, Instant};
 
@@ -38,9 +40,15 @@ fn frame_bytes(body: Body) -> usize {
     codec::encode(&Frame { body: Some(body) }).len()
 }
 
+/// Short runs that still print every figure (`SYNAPSE_BENCH_SMOKE=1`).
+fn smoke() -> bool {
+    std::env::var("SYNAPSE_BENCH_SMOKE").is_ok_and(|v| v == "1")
+}
+
 fn main() {
-    let clients = env("AGG_CLIENTS", 1000);
-    let repeats = env("AGG_REPEATS", 20).max(1);
+    let smoke = smoke();
+    let clients = env("AGG_CLIENTS", if smoke { 50 } else { 1000 });
+    let repeats = env("AGG_REPEATS", if smoke { 2 } else { 20 }).max(1);
     let parameters: usize = SIZES.iter().sum();
     let mut rng = StdRng::seed_from_u64(1);
     let contributions: Vec<Contribution> = (0..clients)

@@ -7,7 +7,9 @@
 //!
 //! Run: `cargo bench -p synapse-hub --bench fleet` (optional: `FLEET_START=1000`,
 //! `FLEET_STEP=250`, `FLEET_MAX=6000`, `FLEET_MEASURE_S=15`, `FLEET_BUDGET_S=240`). Clients and
-//! hub share this machine's cores.
+//! hub share this machine's cores. With `SYNAPSE_BENCH_SMOKE=1` the defaults are one step of 5
+//! agents measured for 2 s (the variables still apply), printing the same lines; nothing about
+//! timings is asserted.
 
 use std::{
     net::{SocketAddr, TcpListener, UdpSocket},
@@ -33,6 +35,14 @@ type Latencies = Arc<Mutex<Option<Vec<f64>>>>;
 
 /// Simulated agents whose connection failed or broke.
 static LOST: AtomicUsize = AtomicUsize::new(0);
+
+/// Simulated agents that had their first batch acknowledged.
+static ACKED: AtomicUsize = AtomicUsize::new(0);
+
+/// Short runs that still print every figure (`SYNAPSE_BENCH_SMOKE=1`).
+fn smoke() -> bool {
+    std::env::var("SYNAPSE_BENCH_SMOKE").is_ok_and(|v| v == "1")
+}
 
 fn env_u64(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -221,6 +231,9 @@ async fn agent(
                 }
             }
             let latency = sent.elapsed().as_secs_f64();
+            if sequence == 1 {
+                ACKED.fetch_add(1, Ordering::Relaxed);
+            }
             if let Some(samples) = latencies.lock().unwrap().as_mut() {
                 samples.push(latency);
             }
@@ -295,11 +308,12 @@ fn print(figures: &Figures, window: Duration) {
 
 #[tokio::main]
 async fn main() {
-    let first = env_u64("FLEET_START", 1000) as usize;
-    let step = env_u64("FLEET_STEP", 250) as usize;
-    let max = env_u64("FLEET_MAX", 6000) as usize;
-    let window = Duration::from_secs(env_u64("FLEET_MEASURE_S", 15));
-    let budget = Duration::from_secs(env_u64("FLEET_BUDGET_S", 240));
+    let smoke = smoke();
+    let first = env_u64("FLEET_START", if smoke { 5 } else { 1000 }) as usize;
+    let step = env_u64("FLEET_STEP", if smoke { 5 } else { 250 }).max(1) as usize;
+    let max = env_u64("FLEET_MAX", if smoke { 5 } else { 6000 }) as usize;
+    let window = Duration::from_secs(env_u64("FLEET_MEASURE_S", if smoke { 2 } else { 15 }));
+    let budget = Duration::from_secs(env_u64("FLEET_BUDGET_S", if smoke { 30 } else { 240 }));
     let started = Instant::now();
 
     let root = tempfile::tempdir().unwrap();
@@ -358,7 +372,14 @@ async fn main() {
             }
         }
         fleet = target;
-        tokio::time::sleep(Duration::from_secs(3)).await;
+        // Measure once every agent of the fleet is connected and has had its first batch
+        // acknowledged (or was lost), or after a minute at most.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while ACKED.load(Ordering::Relaxed) + LOST.load(Ordering::Relaxed) < fleet
+            && Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         let figures = measure(&hub, &latencies, fleet, window).await;
         print(&figures, window);
         if figures.acks == 0 || figures.p99_ms >= 50.0 {
