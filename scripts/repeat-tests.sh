@@ -39,6 +39,6 @@ one() { # one BINARY DIR: N runs, a line of the result
 export -f one
 export runs out
 xargs -P "$jobs" -L 1 bash -c 'one "$0" "$1"' < "$out/binaries" | tee "$out/summary"
-failed=$(awk '$5 > 0' "$out/summary" | wc -l)
+failed=$(awk '$4 > 0' "$out/summary" | wc -l)
 echo "repeat-tests: $(wc -l < "$out/summary") binaries, $failed with failures (logs in $out/)"
 [ "$failed" = 0 ]
