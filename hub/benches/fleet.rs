@@ -3,7 +3,8 @@
 //! each sending one telemetry batch per second and timing its acknowledgement (which the hub
 //! sends only after persisting the batch). Reports, for 1,000 agents, the hub's CPU and RSS
 //! (from /proc) and p50/p99 ack latency; then grows the fleet step by step to find the
-//! largest one whose p99 ack latency stays under 50 ms, within a bounded run time.
+//! largest one whose p99 ack latency stays under 50 ms with no agent dropped by the hub, within
+//! a bounded run time.
 //!
 //! Run: `cargo bench -p synapse-hub --bench fleet` (optional: `FLEET_START=1000`,
 //! `FLEET_STEP=250`, `FLEET_MAX=6000`, `FLEET_MEASURE_S=15`, `FLEET_BUDGET_S=240`). Clients and
@@ -342,6 +343,8 @@ async fn main() {
     let mut fleet = 0usize;
     let mut target = first;
     let mut largest_ok = None;
+    // A fleet in which the hub dropped an agent is not served, whatever the others' latency.
+    let mut largest_whole = None;
     while target <= max && started.elapsed() < budget {
         issue_agents(&pki, fleet, target);
         for i in fleet..target {
@@ -386,11 +389,18 @@ async fn main() {
             break;
         }
         largest_ok = Some(fleet);
+        if LOST.load(Ordering::Relaxed) == 0 {
+            largest_whole = Some(fleet);
+        }
         target += step;
     }
+    let show = |n: Option<usize>| n.map_or("none".to_string(), |n| format!("{n} agents"));
     match largest_ok {
-        Some(n) => println!(
-            "largest fleet measured with p99 ack < 50 ms: {n} agents (steps of {step}, cap {max})"
+        Some(_) => println!(
+            "largest fleet measured with p99 ack < 50 ms and no agent lost: {} \
+             (counting only the agents still connected: {}; steps of {step}, cap {max})",
+            show(largest_whole),
+            show(largest_ok)
         ),
         None => println!("no measured fleet kept p99 ack < 50 ms"),
     }
