@@ -3,6 +3,7 @@
 //!
 //! - [`codec`]: the frame format (pure) and its reading/writing on QUIC streams.
 //! - [`identity`]: who a certificate speaks for (`synapse://ROLE/NAME` in its SAN).
+//! - [`names`]: what a function's name may be, on both ends of the link.
 //! - [`tls`]: quinn client and server configurations that trust one CA only.
 //! - [`outbox`]: the agent's durable, bounded queue of telemetry batches (sled).
 //! - [`backoff`]: jittered exponential reconnect delays.
@@ -12,6 +13,7 @@ pub mod backoff;
 pub mod client;
 pub mod codec;
 pub mod identity;
+pub mod names;
 pub mod outbox;
 pub mod tls;
 

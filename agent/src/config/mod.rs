@@ -379,14 +379,9 @@ pub fn check_function(spec: &FunctionSpec) -> Result<(), String> {
         .map_err(|(field, reason)| format!("{field}: {reason}"))
 }
 
+/// A function name, as the hub also checks it ([`synapse_link::names`]).
 pub fn valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 64
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-        && name != "."
-        && name != ".."
+    synapse_link::names::is_function_name(name)
 }
 
 fn line_column(text: &str, offset: usize) -> (usize, usize) {

@@ -2,8 +2,11 @@
 //! Durable state lives in sled (see [`records`]) and survives a hub restart; connection
 //! state (connected, last frame, RTT) lives in memory and is written through to the agent's
 //! record at hello, heartbeat and disconnect. Changes are published for console watchers.
+//! What agents report is checked before it is counted ([`intake`]); a record that cannot be
+//! read back is skipped by the views (and logged) rather than failing them.
 
 pub mod durability;
+pub mod intake;
 pub mod records;
 mod telemetry;
 mod views;

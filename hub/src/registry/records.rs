@@ -28,6 +28,8 @@ pub struct AgentRecord {
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+// Records written before a field existed read it as its default.
+#[serde(default)]
 pub struct AgentTotals {
     pub batches: u64,
     pub invocations: u64,
@@ -35,6 +37,10 @@ pub struct AgentTotals {
     /// re-sends from its oldest unacknowledged batch, so any sequence at or below this one
     /// is already held.
     pub last_sequence: u64,
+    /// Intervals of accepted batches that the intake refused (`registry::intake`).
+    pub intervals_refused: u64,
+    /// Distinct functions the agent has reported since this count was kept.
+    pub functions: u64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

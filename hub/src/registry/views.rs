@@ -21,7 +21,7 @@ fn mean(sum: f64, count: u64) -> f64 {
 }
 
 impl Registry {
-    fn totals_of(&self, agent: &str) -> Result<AgentTotals, RegistryError> {
+    pub(super) fn totals_of(&self, agent: &str) -> Result<AgentTotals, RegistryError> {
         Ok(match self.totals.get(agent)? {
             Some(v) => decode(agent.as_bytes(), &v)?,
             None => AgentTotals::default(),
@@ -61,18 +61,22 @@ impl Registry {
             outbox_lag_ms: record.outbox_lag_ms,
             link_version: record.link_version,
             last_sequence: totals.last_sequence,
+            intervals_refused: totals.intervals_refused,
         })
     }
 
-    /// Every agent ever registered, by id.
+    /// Every agent ever registered, by id. A record that cannot be read is left out (and
+    /// logged): one bad record must not hide the fleet.
     pub fn agents(&self) -> Result<Vec<Agent>, RegistryError> {
-        self.agents
-            .iter()
-            .map(|entry| {
-                let (key, value) = entry?;
-                self.view(decode(&key, &value)?)
-            })
-            .collect()
+        let mut out = Vec::new();
+        for entry in self.agents.iter() {
+            let (key, value) = entry?;
+            match decode(&key, &value) {
+                Ok(record) => out.push(self.view(record)?),
+                Err(e) => tracing::warn!("agent left out of the view: {e}"),
+            }
+        }
+        Ok(out)
     }
 
     pub fn agent(&self, id: &str) -> Result<Option<Agent>, RegistryError> {
@@ -80,6 +84,8 @@ impl Registry {
     }
 
     /// Every share of `function` (or of all functions when `None`), as (function, agent, share).
+    /// A share that cannot be read is left out (and logged), so that one bad record cannot
+    /// fail every view of the functions.
     pub fn shares(
         &self,
         function: Option<&str>,
@@ -95,8 +101,12 @@ impl Registry {
         let mut out = Vec::new();
         for entry in iter {
             let (key, value) = entry?;
-            if let Some((function, agent)) = split_share_key(&key) {
-                out.push((function, agent, decode(&key, &value)?));
+            let Some((function, agent)) = split_share_key(&key) else {
+                continue;
+            };
+            match decode(&key, &value) {
+                Ok(share) => out.push((function, agent, share)),
+                Err(e) => tracing::warn!("function share left out of the view: {e}"),
             }
         }
         Ok(out)

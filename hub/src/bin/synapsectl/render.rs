@@ -81,6 +81,7 @@ pub fn agents_table(agents: &[Agent]) -> String {
                 ago(a.last_seen_unix_ms),
                 a.batches_accepted.to_string(),
                 a.invocations.to_string(),
+                a.intervals_refused.to_string(),
                 format!("{} ({}ms)", a.outbox_pending, a.outbox_lag_ms),
                 a.outbox_dropped.to_string(),
                 labels.join(","),
@@ -99,6 +100,7 @@ pub fn agents_table(agents: &[Agent]) -> String {
             "LAST SEEN",
             "BATCHES",
             "INVOCATIONS",
+            "REFUSED",
             "OUTBOX (LAG)",
             "DROPPED",
             "LABELS",
@@ -123,6 +125,7 @@ pub fn agent_json(a: &Agent) -> Value {
         "batches_accepted": a.batches_accepted,
         "invocations": a.invocations,
         "last_sequence": a.last_sequence,
+        "intervals_refused": a.intervals_refused,
         "outbox": { "pending": a.outbox_pending, "dropped": a.outbox_dropped, "lag_ms": a.outbox_lag_ms },
     })
 }
