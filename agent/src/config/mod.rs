@@ -274,11 +274,20 @@ impl AgentConfig {
                 ),
             ));
         }
-        if self.cgroup.subtree.is_empty() || self.cgroup.subtree.contains("..") {
+        // The agent removes what it finds under its subtree at start: an absolute path would
+        // point that clean-up at any folder of the hierarchy.
+        let subtree = &self.cgroup.subtree;
+        if subtree.is_empty()
+            || subtree.contains("..")
+            || std::path::Path::new(subtree).is_absolute()
+        {
             return Err((
                 "cgroup.subtree".into(),
                 "must be a non-empty relative folder without `..`".into(),
             ));
+        }
+        if let Some(link) = &self.link {
+            link.check()?;
         }
         let mut names = std::collections::BTreeSet::new();
         let all_names = self
@@ -344,6 +353,22 @@ impl AgentConfig {
             }
             if f.memory_mb == Some(0) {
                 return Err((field("memory_mb"), "must be at least 1".into()));
+            }
+            if let Some(hash) = &f.model_sha256
+                && (hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()))
+            {
+                return Err((
+                    field("model_sha256"),
+                    format!("must be 64 hexadecimal digits (a SHA-256), got {hash:?}"),
+                ));
+            }
+            for (name, value) in [
+                ("invocation_timeout", f.invocation_timeout),
+                ("ready_timeout", f.ready_timeout),
+            ] {
+                if value.is_zero() {
+                    return Err((field(name), "must be longer than 0s".into()));
+                }
             }
         }
         self.policy.validate()?;
@@ -439,6 +464,29 @@ mod tests {
             err.contains("gateway.header_read_timeout: must be between 1ms and 1h"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn values_that_would_break_the_agent_later_are_refused_now() {
+        for (text, expected) in [
+            ("[cgroup]\nsubtree = \"/sys/fs/cgroup\"\n", "cgroup.subtree"),
+            (
+                "[link]\nheartbeat_interval = \"0s\"\n",
+                "link.heartbeat_interval",
+            ),
+            (
+                "[[functions]]\nname = \"f\"\ncommand = \"/bin/x\"\nready_timeout = \"0s\"\n",
+                "functions.f.ready_timeout",
+            ),
+            (
+                "[[functions]]\nname = \"m\"\nkind = \"onnx\"\nmodel = \"/m.onnx\"\nmodel_sha256 = \"abc\"\n\
+                 [[functions.inputs]]\nname = \"x\"\nshape = [4]\n[[functions.outputs]]\nname = \"y\"\n",
+                "functions.m.model_sha256",
+            ),
+        ] {
+            let err = AgentConfig::parse(text, "a.toml").unwrap_err().to_string();
+            assert!(err.contains(expected), "{text}: {err}");
+        }
     }
 
     #[test]

@@ -63,9 +63,100 @@ impl Default for LinkConfig {
     }
 }
 
+impl LinkConfig {
+    /// Checks every value's range, as `check-config` and the agent's start both do; the error
+    /// names the field (`link.FIELD`) and the rule.
+    pub fn check(&self) -> Result<(), (String, String)> {
+        let field = |name: &str| format!("link.{name}");
+        let between = |name: &str, value: Duration, min: Duration, max: Duration| {
+            if value < min || value > max {
+                Err((
+                    field(name),
+                    format!(
+                        "must be between {} and {}, got {}",
+                        humantime::format_duration(min),
+                        humantime::format_duration(max),
+                        humantime::format_duration(value)
+                    ),
+                ))
+            } else {
+                Ok(())
+            }
+        };
+        let ms = Duration::from_millis;
+        let hour = Duration::from_secs(3600);
+        between("connect_timeout", self.connect_timeout, ms(10), hour)?;
+        between("idle_timeout", self.idle_timeout, ms(100), hour)?;
+        between("heartbeat_interval", self.heartbeat_interval, ms(10), hour)?;
+        between("reconnect_initial", self.reconnect_initial, ms(1), hour)?;
+        between(
+            "reconnect_max",
+            self.reconnect_max,
+            self.reconnect_initial,
+            hour,
+        )?;
+        let at_least_one = |name: &str, value: u64, max: u64| {
+            if value == 0 || value > max {
+                Err((
+                    field(name),
+                    format!("must be between 1 and {max}, got {value}"),
+                ))
+            } else {
+                Ok(())
+            }
+        };
+        at_least_one("outbox_max_batches", self.outbox_max_batches, 100_000_000)?;
+        at_least_one("max_in_flight", self.max_in_flight as u64, 65_536)?;
+        if self.max_frame_bytes < 4096 || self.max_frame_bytes > 64 << 20 {
+            return Err((
+                field("max_frame_bytes"),
+                format!(
+                    "must be between 4096 and {}, got {}",
+                    64 << 20,
+                    self.max_frame_bytes
+                ),
+            ));
+        }
+        if self.hub.trim().is_empty() || !self.hub.contains(':') {
+            return Err((
+                field("hub"),
+                format!("must be HOST:PORT, got {:?}", self.hub),
+            ));
+        }
+        if self.server_name.trim().is_empty() {
+            return Err((field("server_name"), "must not be empty".into()));
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_defaults_pass_the_checks() {
+        assert_eq!(LinkConfig::default().check(), Ok(()));
+    }
+
+    #[test]
+    fn zero_durations_and_sizes_are_refused_with_the_field() {
+        for (text, field) in [
+            ("heartbeat_interval = \"0s\"", "link.heartbeat_interval"),
+            ("connect_timeout = \"0s\"", "link.connect_timeout"),
+            ("idle_timeout = \"0s\"", "link.idle_timeout"),
+            ("reconnect_initial = \"0s\"", "link.reconnect_initial"),
+            ("reconnect_max = \"100ms\"", "link.reconnect_max"),
+            ("outbox_max_batches = 0", "link.outbox_max_batches"),
+            ("max_in_flight = 0", "link.max_in_flight"),
+            ("max_frame_bytes = 0", "link.max_frame_bytes"),
+            ("hub = \"\"", "link.hub"),
+        ] {
+            let config: LinkConfig = toml::from_str(text).unwrap();
+            let (got, reason) = config.check().unwrap_err();
+            assert_eq!(got, field, "{text}: {reason}");
+        }
+    }
 
     #[test]
     fn an_empty_table_gives_the_documented_defaults() {
