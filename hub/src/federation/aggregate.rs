@@ -8,8 +8,9 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Aggregator {
-    /// Mean weighted by each client's sample count (FedAvg). Not robust: one client can move
-    /// it anywhere (unless clipping bounds it).
+    /// Mean weighted by each client's sample count (FedAvg), a count weighing at most
+    /// [`MAX_WEIGHT_OVER_MEDIAN`] times the median client's. Not robust to a bad gradient:
+    /// one client can move it anywhere (unless clipping bounds it).
     Mean,
     /// Per coordinate: drop the `trim_fraction` smallest and largest values, average the rest.
     TrimmedMean,
@@ -54,11 +55,30 @@ pub fn aggregate(
     })
 }
 
+/// The most one client's claimed sample count weighs in the mean, as a multiple of the
+/// median client's. Sample counts are what each agent says of itself: without a bound, one
+/// agent claiming 10^18 samples would set the update's direction alone; with it, its share is
+/// at most about 2/(n+1) of n clients, and an honest client with more than twice the median's
+/// samples is counted as twice the median.
+pub const MAX_WEIGHT_OVER_MEDIAN: u64 = 2;
+
+/// Each contribution's weight: its sample count (at least 1), capped as above.
+fn weights(contributions: &[Contribution]) -> Vec<f64> {
+    let mut claimed: Vec<u64> = contributions.iter().map(|c| c.samples.max(1)).collect();
+    claimed.sort_unstable();
+    let cap = claimed[(claimed.len() - 1) / 2].saturating_mul(MAX_WEIGHT_OVER_MEDIAN);
+    contributions
+        .iter()
+        .map(|c| c.samples.clamp(1, cap) as f64)
+        .collect()
+}
+
 fn weighted_mean(contributions: &[Contribution], parameters: usize) -> Vec<f64> {
-    let total: f64 = contributions.iter().map(|c| c.samples.max(1) as f64).sum();
+    let weights = weights(contributions);
+    let total: f64 = weights.iter().sum();
     let mut sum = vec![0.0f64; parameters];
-    for c in contributions {
-        let w = c.samples.max(1) as f64 / total;
+    for (c, weight) in contributions.iter().zip(&weights) {
+        let w = weight / total;
         for (s, g) in sum.iter_mut().zip(&c.gradient) {
             *s += w * f64::from(*g);
         }
@@ -119,9 +139,24 @@ mod tests {
 
     #[test]
     fn the_mean_weighs_clients_by_their_samples() {
-        let all = [contribution(&[1.0, 0.0], 3), contribution(&[5.0, 4.0], 1)];
+        // Within twice the median, the weights are the sample counts: 3 and 2.
+        let all = [contribution(&[1.0, 0.0], 3), contribution(&[6.0, 5.0], 2)];
         let mean = aggregate(Aggregator::Mean, 0.0, &all, 2).unwrap();
-        assert_eq!(mean, vec![2.0, 1.0]);
+        assert!(
+            (mean[0] - 3.0).abs() < 1e-12 && (mean[1] - 2.0).abs() < 1e-12,
+            "{mean:?}"
+        );
+    }
+
+    #[test]
+    fn a_client_claiming_huge_sample_counts_weighs_at_most_twice_the_median() {
+        let mut all: Vec<Contribution> = (0..3).map(|_| contribution(&[1.0], 100)).collect();
+        all.push(contribution(&[-1.0], 1_000_000_000_000_000_000));
+        let mean = aggregate(Aggregator::Mean, 0.0, &all, 1).unwrap();
+        // Weights 100, 100, 100 and 200 (the cap): (300 - 200) / 500.
+        assert!((mean[0] - 0.2).abs() < 1e-12, "{mean:?}");
+        // Uncapped, the claim would have set the direction: the mean would be about -1.
+        assert!(mean[0] > 0.0);
     }
 
     #[test]
