@@ -6,6 +6,11 @@
 //! Layout of the `link_outbox` tree: `b` + sequence (big-endian) → enqueue time (8 bytes,
 //! Unix ms, big-endian) + encoded `TelemetryBatch`; `m:*` keys hold counters. A push and the
 //! drops it causes are one atomic sled batch, flushed before `push` returns.
+//!
+//! `m:incarnation` names this outbox: a random number drawn when the outbox is first created.
+//! The agent tells it to the hub in its hello, so that an agent whose store was lost
+//! (reinstall, disk loss) and whose sequences therefore start again at 1 is recognised as a
+//! new series, not taken for a resend of batches the hub already holds.
 
 use std::{
     sync::{
@@ -24,6 +29,7 @@ const NEXT: &[u8] = b"m:next";
 const PUSHED: &[u8] = b"m:pushed";
 const DROPPED: &[u8] = b"m:dropped";
 const ACKED: &[u8] = b"m:acked";
+const INCARNATION: &[u8] = b"m:incarnation";
 
 /// Why the outbox failed.
 #[derive(Debug, thiserror::Error)]
@@ -68,6 +74,8 @@ pub struct Outbox {
     /// Highest sequence known to be on disk: nothing above it is handed out for sending, so
     /// a batch is never sent before it is durable.
     durable: AtomicU64,
+    /// This outbox's name among the agent's past and future ones (never 0).
+    incarnation: u64,
 }
 
 fn batch_key(sequence: u64) -> [u8; 9] {
@@ -107,12 +115,32 @@ impl Outbox {
         let tree = db.open_tree(TREE)?;
         let pending = tree.scan_prefix([BATCH_PREFIX]).count() as u64;
         let durable = read_u64(&tree, NEXT)?.saturating_sub(1);
+        let drawn = rand::random::<u64>().max(1);
+        // Kept when already there; written (and flushed) once, when the outbox is new.
+        let incarnation = match tree.compare_and_swap(
+            INCARNATION,
+            None::<&[u8]>,
+            Some(&drawn.to_be_bytes()[..]),
+        )? {
+            Ok(()) => {
+                tree.flush()?;
+                drawn
+            }
+            Err(_) => read_u64(&tree, INCARNATION)?.max(1),
+        };
         Ok(Self {
             tree,
             max_batches,
             pending: Mutex::new(pending),
             durable: AtomicU64::new(durable),
+            incarnation,
         })
+    }
+
+    /// This outbox's incarnation: drawn at random when it was created, the same after every
+    /// reopening, different for an outbox created anew.
+    pub fn incarnation(&self) -> u64 {
+        self.incarnation
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, u64> {
@@ -254,6 +282,21 @@ mod tests {
 
     fn db(dir: &tempfile::TempDir) -> sled::Db {
         synapse_db::open(dir.path()).unwrap()
+    }
+
+    #[test]
+    fn the_incarnation_survives_reopening_and_a_new_outbox_has_another() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = {
+            let db = db(&dir);
+            Outbox::open(&db, 10).unwrap().incarnation()
+        };
+        assert_ne!(first, 0);
+        let db = db(&dir);
+        assert_eq!(Outbox::open(&db, 10).unwrap().incarnation(), first);
+        let other = tempfile::tempdir().unwrap();
+        let db = synapse_db::open(other.path()).unwrap();
+        assert_ne!(Outbox::open(&db, 10).unwrap().incarnation(), first);
     }
 
     #[tokio::test]

@@ -17,11 +17,12 @@ use std::{
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
+use sled::transaction::{ConflictableTransactionError, TransactionError};
 use synapse_proto::link::v1::{Heartbeat, Hello};
 use tokio::sync::broadcast;
 
 pub use durability::Durability;
-use records::AgentRecord;
+use records::{AgentRecord, AgentTotals};
 pub use telemetry::Applied;
 
 /// Why the registry failed.
@@ -155,6 +156,7 @@ impl Registry {
         record.last_seen_unix_ms = now;
         record.rtt_ms = rtt.as_secs_f64() * 1e3;
         self.put_record(&record)?;
+        self.adopt_incarnation(&hello.agent_id, hello.outbox_incarnation)?;
         self.live().insert(
             hello.agent_id.clone(),
             Live {
@@ -165,6 +167,49 @@ impl Registry {
         );
         self.publish(Change::Agent(hello.agent_id.clone()));
         Ok(())
+    }
+
+    /// Takes the outbox incarnation an agent told in its hello. The first one told is adopted
+    /// as it is; another one means the agent's store was lost and its sequences start again
+    /// at 1, so the watermark starts again too (logged and counted in `outbox_resets`) —
+    /// otherwise every new batch up to the old watermark would be acknowledged and dropped as
+    /// a duplicate. Returns whether the watermark started again.
+    fn adopt_incarnation(&self, agent: &str, incarnation: u64) -> Result<bool, RegistryError> {
+        if incarnation == 0 {
+            return Ok(false);
+        }
+        let outcome = self.totals.transaction(|totals| {
+            let abort = |e: RegistryError| ConflictableTransactionError::Abort(e);
+            let mut kept: AgentTotals = match totals.get(agent)? {
+                Some(v) => decode(agent.as_bytes(), &v).map_err(abort)?,
+                None => AgentTotals::default(),
+            };
+            if kept.incarnation == incarnation {
+                return Ok(None);
+            }
+            let reset = (kept.incarnation != 0).then_some((kept.incarnation, kept.last_sequence));
+            if reset.is_some() {
+                kept.last_sequence = 0;
+                kept.outbox_resets += 1;
+            }
+            kept.incarnation = incarnation;
+            totals.insert(agent.as_bytes(), encode(&kept))?;
+            Ok(reset)
+        });
+        let reset = match outcome {
+            Ok(reset) => reset,
+            Err(TransactionError::Abort(e)) => return Err(e),
+            Err(TransactionError::Storage(e)) => return Err(e.into()),
+        };
+        if let Some((old, watermark)) = reset {
+            tracing::warn!(
+                agent,
+                "the agent's outbox is new (incarnation {old:#x} -> {incarnation:#x}): its \
+                 store was lost, its sequences start again; the watermark {watermark} is set back \
+                 so that its new batches are counted"
+            );
+        }
+        Ok(reset.is_some())
     }
 
     /// Notes that a frame arrived from `agent` on `connection`.

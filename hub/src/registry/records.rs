@@ -41,6 +41,12 @@ pub struct AgentTotals {
     pub intervals_refused: u64,
     /// Distinct functions the agent has reported since this count was kept.
     pub functions: u64,
+    /// The agent's outbox incarnation the watermark belongs to (0: not told yet).
+    pub incarnation: u64,
+    /// Times the agent came back with another outbox incarnation (its store was lost): each
+    /// time the watermark started again, so its new batches were counted, not taken for
+    /// resends.
+    pub outbox_resets: u64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

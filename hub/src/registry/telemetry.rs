@@ -267,4 +267,59 @@ mod tests {
             (MAX_FUNCTIONS_PER_AGENT, 2)
         );
     }
+
+    #[test]
+    fn an_agent_whose_store_was_lost_is_counted_again_not_taken_for_resends() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_db, registry) = open(&dir);
+        let hello = |incarnation| synapse_proto::link::v1::Hello {
+            agent_id: "edge-1".into(),
+            tier: EDGE,
+            outbox_incarnation: incarnation,
+            ..Default::default()
+        };
+        let batch = |sequence| TelemetryBatch {
+            sequence,
+            intervals: vec![interval("resize", 1)],
+        };
+        let connect = |incarnation| {
+            registry
+                .connect(&hello(incarnation), 1, 1, Duration::from_millis(1))
+                .unwrap()
+        };
+        connect(0xA);
+        for sequence in 1..=3 {
+            assert_eq!(
+                registry.apply("edge-1", EDGE, &batch(sequence)).unwrap(),
+                Applied::Accepted
+            );
+        }
+        // A reconnect of the same store resends: duplicates, as before.
+        connect(0xA);
+        assert_eq!(
+            registry.apply("edge-1", EDGE, &batch(3)).unwrap(),
+            Applied::Duplicate
+        );
+        // The store was lost: a new outbox starts again at 1.
+        connect(0xB);
+        for sequence in 1..=2 {
+            assert_eq!(
+                registry.apply("edge-1", EDGE, &batch(sequence)).unwrap(),
+                Applied::Accepted
+            );
+        }
+        connect(0xB);
+        assert_eq!(
+            registry.apply("edge-1", EDGE, &batch(2)).unwrap(),
+            Applied::Duplicate
+        );
+        assert_eq!(registry.function("resize").unwrap().unwrap().invocations, 5);
+        let totals = registry.totals_of("edge-1").unwrap();
+        assert_eq!(
+            (totals.outbox_resets, totals.last_sequence, totals.batches),
+            (1, 2, 5)
+        );
+        let agent = registry.agent("edge-1").unwrap().unwrap();
+        assert_eq!(agent.outbox_resets, 1);
+    }
 }

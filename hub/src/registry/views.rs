@@ -62,6 +62,7 @@ impl Registry {
             link_version: record.link_version,
             last_sequence: totals.last_sequence,
             intervals_refused: totals.intervals_refused,
+            outbox_resets: totals.outbox_resets,
         })
     }
 

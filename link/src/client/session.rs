@@ -110,6 +110,7 @@ impl Session<'_> {
             link_versions: LINK_VERSIONS.to_vec(),
             capacity: Some(self.identity.capacity),
             gateway: self.identity.gateway.clone(),
+            outbox_incarnation: self.outbox.incarnation(),
         };
         write_frame(
             &mut send,

@@ -126,6 +126,7 @@ pub fn agent_json(a: &Agent) -> Value {
         "invocations": a.invocations,
         "last_sequence": a.last_sequence,
         "intervals_refused": a.intervals_refused,
+        "outbox_resets": a.outbox_resets,
         "outbox": { "pending": a.outbox_pending, "dropped": a.outbox_dropped, "lag_ms": a.outbox_lag_ms },
     })
 }
