@@ -283,7 +283,11 @@ impl Session<'_> {
         }))
         .await?;
         context.outlet.open(self.agent, self.id, self.queue.clone());
-        let connected = ConnectedAgent::from_hello(&hello, self.connection.rtt());
+        let connected = ConnectedAgent::from_hello(
+            &hello,
+            self.connection.rtt(),
+            self.connection.remote_address().ip(),
+        );
         tokio::task::block_in_place(|| {
             for handler in &context.handlers {
                 handler.connected(&connected);

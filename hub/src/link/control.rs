@@ -9,6 +9,7 @@
 
 use std::{
     collections::{BTreeMap, HashMap},
+    net::{IpAddr, SocketAddr},
     sync::{Arc, Mutex, MutexGuard},
     time::Duration,
 };
@@ -26,24 +27,62 @@ pub struct ConnectedAgent {
     pub labels: BTreeMap<String, String>,
     pub version: String,
     pub capacity: Capacity,
-    /// Where the agent's gateway accepts forwarded invocations; empty when it has none.
+    /// Where the agent's gateway accepts forwarded invocations, as [`checked_gateway`] let
+    /// it through; empty when it has none.
     pub gateway: String,
     /// The QUIC connection's smoothed round-trip time when it was welcomed.
     pub rtt: Duration,
 }
 
 impl ConnectedAgent {
-    pub(super) fn from_hello(hello: &Hello, rtt: Duration) -> Self {
+    /// The agent as its hello describes it; its gateway is kept only as [`checked_gateway`]
+    /// allows for a connection from `peer` (else logged and left empty: nobody is sent there).
+    pub(super) fn from_hello(hello: &Hello, rtt: Duration, peer: IpAddr) -> Self {
+        let gateway = checked_gateway(&hello.gateway, peer).unwrap_or_else(|reason| {
+            tracing::warn!(
+                agent = hello.agent_id,
+                "gateway not offered for forwarding: {reason}"
+            );
+            String::new()
+        });
         Self {
             agent: hello.agent_id.clone(),
             tier: Tier::try_from(hello.tier).unwrap_or(Tier::Unspecified),
             labels: hello.labels.clone().into_iter().collect(),
             version: hello.version.clone(),
             capacity: hello.capacity.unwrap_or_default(),
-            gateway: hello.gateway.clone(),
+            gateway,
             rtt,
         }
     }
+}
+
+/// The gateway address an agent declared, as the hub hands it to other agents as a
+/// forwarding target: an `IP:PORT` with a port, on the very address the agent's connection
+/// comes from — an agent cannot send others' invocations to a host that is not its own. An
+/// unspecified IP (`0.0.0.0:PORT`, `[::]:PORT`) means the agent's own address as the hub
+/// sees it. Empty stays empty (no gateway).
+pub fn checked_gateway(declared: &str, peer: IpAddr) -> Result<String, String> {
+    if declared.is_empty() {
+        return Ok(String::new());
+    }
+    let addr: SocketAddr = declared
+        .parse()
+        .map_err(|_| format!("{declared:?} is not an IP:PORT address"))?;
+    if addr.port() == 0 {
+        return Err(format!("{declared} has no port"));
+    }
+    let peer = peer.to_canonical();
+    let ip = addr.ip().to_canonical();
+    if ip.is_unspecified() {
+        return Ok(SocketAddr::new(peer, addr.port()).to_string());
+    }
+    if ip != peer {
+        return Err(format!(
+            "{declared} is not on the address the agent connects from ({peer})"
+        ));
+    }
+    Ok(SocketAddr::new(ip, addr.port()).to_string())
 }
 
 /// What a handler did with a control frame.
@@ -165,16 +204,6 @@ mod tests {
     use synapse_proto::link::v1::Heartbeat;
 
     #[test]
-    fn a_frame_for_an_absent_agent_is_refused_at_once() {
-        let outlet = AgentOutlet::default();
-        let body = Body::Heartbeat(Heartbeat::default());
-        assert_eq!(
-            outlet.send("edge-1", body),
-            Err(OutletError::NotConnected("edge-1".into()))
-        );
-    }
-
-    #[test]
     fn a_full_queue_is_reported_and_an_older_connection_cannot_close_a_newer_one() {
         let outlet = AgentOutlet::default();
         let (tx, _rx) = mpsc::channel(1);
@@ -192,5 +221,43 @@ mod tests {
         assert_eq!(outlet.agents(), vec!["edge-1".to_owned()]);
         assert!(outlet.close("edge-1", 2));
         assert!(!outlet.is_connected("edge-1"));
+    }
+
+    #[test]
+    fn a_gateway_is_offered_only_on_the_agents_own_address() {
+        let peer: IpAddr = "10.1.2.3".parse().unwrap();
+        assert_eq!(checked_gateway("", peer), Ok(String::new()));
+        assert_eq!(
+            checked_gateway("10.1.2.3:8080", peer),
+            Ok("10.1.2.3:8080".into())
+        );
+        assert_eq!(
+            checked_gateway("0.0.0.0:8080", peer),
+            Ok("10.1.2.3:8080".into())
+        );
+        let mapped: IpAddr = "::ffff:10.1.2.3".parse().unwrap();
+        assert_eq!(
+            checked_gateway("10.1.2.3:8080", mapped),
+            Ok("10.1.2.3:8080".into())
+        );
+        for (declared, reason) in [
+            ("10.9.9.9:8080", "not on the address"),
+            ("10.1.2.3:0", "no port"),
+            ("victim.example:80", "not an IP:PORT"),
+            ("10.1.2.3", "not an IP:PORT"),
+        ] {
+            let err = checked_gateway(declared, peer).unwrap_err();
+            assert!(err.contains(reason), "{declared}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_frame_for_an_absent_agent_is_refused_at_once() {
+        let outlet = AgentOutlet::default();
+        let body = Body::Heartbeat(Heartbeat::default());
+        assert_eq!(
+            outlet.send("edge-1", body),
+            Err(OutletError::NotConnected("edge-1".into()))
+        );
     }
 }
