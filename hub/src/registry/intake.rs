@@ -28,7 +28,7 @@ pub fn interval_refusal(interval: &FunctionInterval) -> Option<String> {
     }
     let non_negative = |what: &str, v: f64| {
         (!v.is_finite() || v < 0.0)
-            .then(|| format!("{name}: {what} {v} is not a finite non-negative number"))
+            .then(|| format!("{what} {v} is not a finite non-negative number"))
     };
     non_negative("cold_start_sum_s", interval.cold_start_sum_s)
         .or_else(|| non_negative("idle_instance_s", interval.idle_instance_s))
@@ -46,13 +46,8 @@ pub fn interval_refusal(interval: &FunctionInterval) -> Option<String> {
                 &interval.invocation_counts,
             )
         })
-        .map(|reason| {
-            if reason.starts_with(name.as_str()) {
-                reason
-            } else {
-                format!("{name}: {reason}")
-            }
-        })
+        // The name is valid by now, so it is safe to print as it is.
+        .map(|reason| format!("{name}: {reason}"))
 }
 
 /// A histogram is empty, or has as many counts as bounds, at most [`MAX_HISTOGRAM_BUCKETS`],

@@ -173,10 +173,10 @@ impl Registry {
     /// as it is; another one means the agent's store was lost and its sequences start again
     /// at 1, so the watermark starts again too (logged and counted in `outbox_resets`) —
     /// otherwise every new batch up to the old watermark would be acknowledged and dropped as
-    /// a duplicate. Returns whether the watermark started again.
-    fn adopt_incarnation(&self, agent: &str, incarnation: u64) -> Result<bool, RegistryError> {
+    /// a duplicate.
+    fn adopt_incarnation(&self, agent: &str, incarnation: u64) -> Result<(), RegistryError> {
         if incarnation == 0 {
-            return Ok(false);
+            return Ok(());
         }
         let outcome = self.totals.transaction(|totals| {
             let abort = |e: RegistryError| ConflictableTransactionError::Abort(e);
@@ -209,7 +209,7 @@ impl Registry {
                  so that its new batches are counted"
             );
         }
-        Ok(reset.is_some())
+        Ok(())
     }
 
     /// Notes that a frame arrived from `agent` on `connection`.

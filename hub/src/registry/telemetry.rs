@@ -41,9 +41,10 @@ impl Registry {
                 None => AgentTotals::default(),
             };
             if batch.sequence <= agent_totals.last_sequence {
-                return Ok((Applied::Duplicate, Vec::new()));
+                return Ok((Applied::Duplicate, Vec::new(), Vec::new()));
             }
             let mut refused = Vec::new();
+            let mut counted = Vec::new();
             for interval in &batch.intervals {
                 if let Some(reason) = interval_refusal(interval) {
                     refused.push(reason);
@@ -72,6 +73,7 @@ impl Registry {
                 share.tier = tier;
                 share.add(interval);
                 shares.insert(key, encode(&share))?;
+                counted.push(interval);
                 agent_totals.invocations = agent_totals
                     .invocations
                     .saturating_add(interval.invocations);
@@ -80,9 +82,9 @@ impl Registry {
             agent_totals.batches += 1;
             agent_totals.last_sequence = batch.sequence;
             totals.insert(agent.as_bytes(), encode(&agent_totals))?;
-            Ok((Applied::Accepted, refused))
+            Ok((Applied::Accepted, refused, counted))
         });
-        let (applied, refused) = match outcome {
+        let (applied, refused, counted) = match outcome {
             Ok(outcome) => outcome,
             Err(TransactionError::Abort(e)) => return Err(e),
             Err(TransactionError::Storage(e)) => return Err(e.into()),
@@ -94,17 +96,12 @@ impl Registry {
                 "telemetry interval refused: {reason}"
             );
         }
-        if applied == Applied::Accepted {
-            for interval in &batch.intervals {
-                if interval_refusal(interval).is_some() {
-                    continue;
-                }
-                if let Some(reason) = forecast_refusal(interval) {
-                    // Counted in the share (`forecasts_refused`); the rest of the interval is.
-                    tracing::warn!(agent, "forecast refused: {reason}");
-                }
-                self.publish(Change::Function(interval.function.clone()));
+        for interval in counted {
+            if let Some(reason) = forecast_refusal(interval) {
+                // Counted in the share (`forecasts_refused`); the rest of the interval is.
+                tracing::warn!(agent, "forecast refused: {reason}");
             }
+            self.publish(Change::Function(interval.function.clone()));
         }
         Ok(applied)
     }
