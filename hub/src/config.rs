@@ -297,9 +297,81 @@ impl HubConfig {
                 path: origin.to_owned(),
                 message,
             })?;
+        config
+            .check_ranges()
+            .map_err(|message| ConfigError::OutOfRange {
+                path: origin.to_owned(),
+                message,
+            })?;
         Ok(config)
     }
+
+    /// The ranges of the other sections: what would otherwise make the hub refuse to start,
+    /// or start and misbehave, is refused here, so `--check` says it first.
+    fn check_ranges(&self) -> Result<(), String> {
+        if !synapse_link::names::is_function_name(&self.hub_id) {
+            return Err(format!(
+                "hub_id {:?} must be 1 to 64 letters, digits, `-`, `_` or `.`",
+                self.hub_id
+            ));
+        }
+        if self.data_dir.as_os_str().is_empty() {
+            return Err("data_dir must not be empty".into());
+        }
+        let link = &self.link;
+        if !(MIN_FRAME_BYTES..=MAX_FRAME_BYTES).contains(&link.max_frame_bytes) {
+            return Err(format!(
+                "link.max_frame_bytes must be between {MIN_FRAME_BYTES} and {MAX_FRAME_BYTES}, not {}",
+                link.max_frame_bytes
+            ));
+        }
+        let between = |name: &str, value: Duration, min: Duration, max: Duration| {
+            if value < min || value > max {
+                Err(format!(
+                    "{name} must be between {} and {}, not {}",
+                    humantime_serde::re::humantime::format_duration(min),
+                    humantime_serde::re::humantime::format_duration(max),
+                    humantime_serde::re::humantime::format_duration(value)
+                ))
+            } else {
+                Ok(())
+            }
+        };
+        let ms = Duration::from_millis;
+        let s = Duration::from_secs;
+        between(
+            "link.handshake_timeout",
+            link.handshake_timeout,
+            ms(10),
+            s(600),
+        )?;
+        between(
+            "link.heartbeat_interval",
+            link.heartbeat_interval,
+            ms(100),
+            s(600),
+        )?;
+        between("link.idle_timeout", link.idle_timeout, ms(200), s(3600))?;
+        if link.idle_timeout <= link.heartbeat_interval {
+            return Err(format!(
+                "link.idle_timeout ({}) must be longer than link.heartbeat_interval ({}): \
+                 connections would close between heartbeats",
+                humantime_serde::re::humantime::format_duration(link.idle_timeout),
+                humantime_serde::re::humantime::format_duration(link.heartbeat_interval)
+            ));
+        }
+        between("rollouts.tick", self.rollouts.tick, ms(10), s(3600))?;
+        self.federation
+            .validate()
+            .map_err(|e| format!("federation.{}: {}", e.field, e.reason))?;
+        Ok(())
+    }
 }
+
+/// The smallest `link.max_frame_bytes`: a model chunk or a telemetry batch must fit.
+const MIN_FRAME_BYTES: usize = 16 * 1024;
+/// The largest `link.max_frame_bytes`: one frame is read whole into memory.
+const MAX_FRAME_BYTES: usize = 256 * 1024 * 1024;
 
 #[cfg(test)]
 mod tests {
@@ -343,6 +415,46 @@ mod tests {
             HubConfig::parse(text, "hub.example.toml").unwrap(),
             HubConfig::default()
         );
+    }
+
+    #[test]
+    fn values_the_hub_would_refuse_or_trip_on_at_start_are_refused_by_the_check() {
+        for (text, expected) in [
+            ("hub_id = \"\"\n", "hub_id"),
+            ("hub_id = \"hub\\nagent\"\n", "hub_id"),
+            ("[link]\nmax_frame_bytes = 0\n", "link.max_frame_bytes"),
+            (
+                "[link]\nhandshake_timeout = \"0s\"\n",
+                "link.handshake_timeout",
+            ),
+            (
+                "[link]\nheartbeat_interval = \"0s\"\n",
+                "link.heartbeat_interval",
+            ),
+            ("[link]\nidle_timeout = \"0s\"\n", "link.idle_timeout"),
+            (
+                "[link]\nidle_timeout = \"3s\"\nheartbeat_interval = \"5s\"\n",
+                "longer than link.heartbeat_interval",
+            ),
+            ("[rollouts]\ntick = \"0s\"\n", "tick"),
+            ("[federation]\nmin_clients = 0\n", "federation.min_clients"),
+            (
+                "[federation]\nlearning_rate = -1.0\n",
+                "federation.learning_rate",
+            ),
+            ("[federation]\nmomentum = 1.0\n", "federation.momentum"),
+            (
+                "[federation]\ndp_noise_sigma = 1.0\nclip_norm = 0.0\n",
+                "federation.dp_noise_sigma",
+            ),
+            ("[federation]\nchunk_bytes = 10\n", "federation.chunk_bytes"),
+        ] {
+            let message = match HubConfig::parse(text, "hub.toml") {
+                Ok(_) => panic!("{text:?} was accepted"),
+                Err(e) => e.to_string(),
+            };
+            assert!(message.contains(expected), "{text:?}: {message}");
+        }
     }
 
     #[test]

@@ -30,6 +30,21 @@ async fn welcomed(
     hub: SocketAddr,
     agent_id: &str,
 ) -> Result<(quinn::Connection, quinn::SendStream), String> {
+    let hello = Hello {
+        agent_id: agent_id.into(),
+        tier: Tier::Edge as i32,
+        link_versions: vec![1],
+        ..Default::default()
+    };
+    welcomed_with(config, hub, hello).await
+}
+
+/// Connects and says `hello`; the hub's answer if it is not a welcome.
+async fn welcomed_with(
+    config: quinn::ClientConfig,
+    hub: SocketAddr,
+    hello: Hello,
+) -> Result<(quinn::Connection, quinn::SendStream), String> {
     let mut endpoint =
         quinn::Endpoint::client(([127, 0, 0, 1], 0).into()).map_err(|e| e.to_string())?;
     endpoint.set_default_client_config(config);
@@ -43,12 +58,6 @@ async fn welcomed(
             .open_bi()
             .await
             .map_err(|e| format!("stream: {e}"))?;
-        let hello = Hello {
-            agent_id: agent_id.into(),
-            tier: Tier::Edge as i32,
-            link_versions: vec![1],
-            ..Default::default()
-        };
         write_frame(
             &mut send,
             &Frame {
@@ -214,6 +223,18 @@ fn refused_clients_and_frames_do_not_disturb_the_fleet() {
             "an agent was welcomed under another agent's id"
         );
 
+        // Link: a genuine agent whose hello carries labels that would forge console lines.
+        let forged = Hello {
+            agent_id: "rogue-1".into(),
+            tier: Tier::Edge as i32,
+            link_versions: vec![1],
+            labels: [("zone".to_string(), "a\nedge-1 connected".to_string())].into(),
+            ..Default::default()
+        };
+        let refused = welcomed_with(rogue(), link, forged).await;
+        let why = refused.expect_err("a hello with a control character was welcomed");
+        assert!(why.contains("malformed") && why.contains("label"), "{why}");
+
         // A genuine certificate is welcomed: the refusals above are about the certificate.
         let accepted = welcomed(rogue(), link, "rogue-1").await;
         let (connection, _stream) = accepted.expect("a genuine agent certificate is welcomed");
@@ -311,9 +332,10 @@ fn refused_clients_and_frames_do_not_disturb_the_fleet() {
             .iter()
             .all(|a| a["agent_id"] != "cloud-1" || a["tier"] == "cloud")
     );
+    // The forged hello and the garbage frame.
     assert_eq!(
         hub.metric("synapse_hub_frames_refused_total{reason=\"malformed\"}"),
-        1.0
+        2.0
     );
     assert_eq!(
         hub.metric("synapse_hub_frames_refused_total{reason=\"oversized\"}"),

@@ -286,6 +286,10 @@ impl AgentConfig {
                 "must be a non-empty relative folder without `..`".into(),
             ));
         }
+        if let Some(reason) = synapse_link::names::labels_refusal(self.agent.labels.iter()) {
+            // The hub refuses a hello whose labels break the same rule.
+            return Err(("agent.labels".into(), reason));
+        }
         if let Some(link) = &self.link {
             link.check()?;
         }

@@ -54,6 +54,8 @@ fn values_that_would_break_the_agent_later_are_refused_now() {
             "[link]\nheartbeat_interval = \"0s\"\n",
             "link.heartbeat_interval",
         ),
+        ("[agent.labels]\n\"a b\" = \"x\"\n", "agent.labels"),
+        ("[agent.labels]\nzone = \"a\\u001b[2J\"\n", "agent.labels"),
         (
             "[[functions]]\nname = \"f\"\ncommand = \"/bin/x\"\nready_timeout = \"0s\"\n",
             "functions.f.ready_timeout",

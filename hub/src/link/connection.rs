@@ -19,6 +19,7 @@ use tokio::sync::mpsc;
 use super::{
     LinkContext,
     control::{ConnectedAgent, Handled},
+    frames::{heartbeat_refusal, hello_refusal},
     writer::{self, Outgoing},
 };
 use crate::{
@@ -201,6 +202,9 @@ impl Session<'_> {
                 format!("tier {} is not edge, regional or cloud", hello.tier),
             ));
         }
+        if let Some(reason) = hello_refusal(hello) {
+            return Err(Refusal::new(close_code::PROTOCOL, "malformed", reason));
+        }
         LINK_VERSIONS
             .iter()
             .rev()
@@ -235,6 +239,31 @@ impl Session<'_> {
             "protocol",
             format!("no subsystem of this hub takes {kind} frames"),
         ))
+    }
+
+    /// Records a checked heartbeat's outbox figures, in the registry and as metrics.
+    fn keep_heartbeat(&self, beat: &Heartbeat) -> Result<(), crate::registry::RegistryError> {
+        let context = self.context;
+        context
+            .registry
+            .heartbeat(self.agent, beat, self.connection.rtt())?;
+        let label = AgentLabel {
+            agent: self.agent.to_owned(),
+        };
+        let metrics = &context.metrics;
+        metrics
+            .outbox_pending
+            .get_or_create(&label)
+            .set(beat.outbox_pending as i64);
+        metrics
+            .outbox_dropped
+            .get_or_create(&label)
+            .set(beat.outbox_dropped as i64);
+        metrics
+            .outbox_lag
+            .get_or_create(&label)
+            .set(beat.outbox_lag_ms as f64 / 1e3);
+        Ok(())
     }
 
     async fn run(&self, reader: &mut FrameReader) -> Result<(), Refusal> {
@@ -322,26 +351,18 @@ impl Session<'_> {
                     }
                 }
                 Body::Heartbeat(beat) => {
-                    context
-                        .registry
-                        .heartbeat(self.agent, &beat, self.connection.rtt())
-                        .map_err(store_failed)?;
-                    let label = AgentLabel {
-                        agent: self.agent.to_owned(),
-                    };
-                    let metrics = &context.metrics;
-                    metrics
-                        .outbox_pending
-                        .get_or_create(&label)
-                        .set(beat.outbox_pending as i64);
-                    metrics
-                        .outbox_dropped
-                        .get_or_create(&label)
-                        .set(beat.outbox_dropped as i64);
-                    metrics
-                        .outbox_lag
-                        .get_or_create(&label)
-                        .set(beat.outbox_lag_ms as f64 / 1e3);
+                    if let Some(reason) = heartbeat_refusal(&beat) {
+                        context
+                            .metrics
+                            .frames_refused
+                            .get_or_create(&ReasonLabel {
+                                reason: "malformed",
+                            })
+                            .inc();
+                        tracing::warn!(agent = self.agent, "{reason}: its figures are not kept");
+                    } else {
+                        self.keep_heartbeat(&beat).map_err(store_failed)?;
+                    }
                     self.send(Body::Heartbeat(Heartbeat {
                         unix_ms: now_ms(),
                         ..Default::default()

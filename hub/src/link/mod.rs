@@ -4,6 +4,7 @@
 
 mod connection;
 pub mod control;
+pub mod frames;
 mod writer;
 
 use std::{

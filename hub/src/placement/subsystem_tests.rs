@@ -130,3 +130,63 @@ async fn a_lost_host_is_re_planned_at_once_and_plans_survive_a_restart() {
     let reopened = Placement::open(&db, config, registry, AgentOutlet::default()).unwrap();
     assert_eq!(reopened.in_force().0.map(|p| p.version), Some(3));
 }
+
+#[test]
+fn demand_reports_with_forged_names_or_figures_are_refused() {
+    let Body::DemandReport(good) = report(8, &[("resize", 2.0), ("thumb", 0.5)]) else {
+        unreachable!()
+    };
+    assert_eq!(super::subsystem::check_report(&good), Ok(()));
+    type Forge = Box<dyn Fn(&mut DemandReport)>;
+    let forgeries: Vec<(&str, Forge)> = vec![
+        (
+            "control name",
+            Box::new(|r| r.functions[0].function = "a\nb".into()),
+        ),
+        (
+            "path name",
+            Box::new(|r| r.functions[0].function = "../x".into()),
+        ),
+        (
+            "huge rate",
+            Box::new(|r| r.functions[0].forecast_per_s = 1e300),
+        ),
+        (
+            "NaN execution",
+            Box::new(|r| r.functions[0].execution_s = f64::NAN),
+        ),
+        (
+            "endless cold start",
+            Box::new(|r| r.functions[1].cold_start_s = 1e12),
+        ),
+        (
+            "memory",
+            Box::new(|r| r.functions[0].memory_bytes = u64::MAX),
+        ),
+        (
+            "warm",
+            Box::new(|r| r.functions[0].warm_instances = u32::MAX),
+        ),
+        ("pool memory", Box::new(|r| r.pool_memory_bytes = u64::MAX)),
+        (
+            "too many functions",
+            Box::new(|r| {
+                let f = r.functions[0].clone();
+                r.functions = (0..5000)
+                    .map(|i| FunctionDemand {
+                        function: format!("f{i}"),
+                        ..f.clone()
+                    })
+                    .collect();
+            }),
+        ),
+    ];
+    for (what, forge) in forgeries {
+        let mut r = good.clone();
+        forge(&mut r);
+        assert!(
+            super::subsystem::check_report(&r).is_err(),
+            "{what} was taken"
+        );
+    }
+}

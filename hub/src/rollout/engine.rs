@@ -10,6 +10,7 @@ use std::{
     time::Duration,
 };
 
+use synapse_link::names::{MAX_VERSION, is_version, printable};
 use synapse_proto::link::v1::{DesiredVersion, DesiredVersions, RunningVersion, frame::Body};
 use tokio_util::sync::CancellationToken;
 
@@ -24,6 +25,9 @@ use crate::{
     link::AgentOutlet,
     registry::{Registry, now_ms},
 };
+
+/// The longest error text kept of an agent's running-version report.
+const MAX_REPORTED_ERROR: usize = 1024;
 
 /// What an operator (or the federated-learning module) asks for.
 #[derive(Debug, Clone)]
@@ -279,7 +283,17 @@ impl RolloutEngine {
     pub fn running_reported(&self, agent: &str, running: Vec<RunningVersion>) {
         let mut all = lock(&self.inner.running);
         let entry = all.entry(agent.to_owned()).or_default();
-        for r in running {
+        for mut r in running {
+            if !is_version(&r.version) || !is_version(&r.refused_version) {
+                tracing::warn!(
+                    agent,
+                    target = %printable(&r.target, 64),
+                    "running version report refused: a version is not at most {MAX_VERSION} visible characters"
+                );
+                continue;
+            }
+            // The error is the agent's own text: kept and shown, so made printable and bounded.
+            r.error = printable(&r.error, MAX_REPORTED_ERROR);
             match r.target.parse::<Target>() {
                 Ok(target) => {
                     if !r.error.is_empty() {
@@ -287,7 +301,11 @@ impl RolloutEngine {
                     }
                     entry.insert(target, r);
                 }
-                Err(e) => tracing::warn!(agent, "running version of an unknown target: {e}"),
+                Err(_) => tracing::warn!(
+                    agent,
+                    "running version of an unknown target {:?}",
+                    printable(&r.target, 64)
+                ),
             }
         }
     }

@@ -12,7 +12,7 @@ use super::{
 pub const MAX_PAYLOAD_BYTES: usize = 256 * 1024;
 
 pub fn check(target: &Target, new: &Desired) -> Result<(), SpecError> {
-    if new.version.trim().is_empty() {
+    if new.version.is_empty() || !synapse_link::names::is_version(&new.version) {
         return Err(SpecError::Version);
     }
     if new.payload.len() > MAX_PAYLOAD_BYTES {

@@ -19,7 +19,7 @@ pub enum SpecError {
     Step(String),
     #[error("a rollout needs at least one step, and its last step must be 100%")]
     LastStep,
-    #[error("the version is empty")]
+    #[error("the version is empty, or not at most 128 visible characters without spaces")]
     Version,
     #[error("{0}")]
     Payload(String),

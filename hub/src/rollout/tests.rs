@@ -589,3 +589,38 @@ fn federated_learning_sends_a_new_model_to_the_canaries_first() {
     assert!(fleet.engine.model_refused("8").unwrap());
     assert_eq!(fleet.engine.get("model").unwrap().new.version, "9");
 }
+
+#[test]
+fn running_versions_keep_printable_bounded_text_and_drop_forged_versions() {
+    let fleet = Fleet::new();
+    let target = Target::Function("fn-a".into());
+    fleet.engine.running_reported(
+        "edge-1",
+        vec![RunningVersion {
+            target: "fn-a".into(),
+            version: "1 2\nagent edge-2 connected".into(),
+            ..Default::default()
+        }],
+    );
+    assert_eq!(fleet.engine.running("edge-1", &target), None);
+    fleet.engine.running_reported(
+        "edge-1",
+        vec![RunningVersion {
+            target: "fn-a".into(),
+            version: "1".into(),
+            refused_version: "2".into(),
+            error: format!("bad\u{1b}[2J\n{}", "x".repeat(10_000)),
+        }],
+    );
+    let kept = fleet.engine.running("edge-1", &target).unwrap();
+    assert!(kept.error.starts_with("bad?[2J?x"), "{}", kept.error);
+    assert!(kept.error.chars().count() <= 1025, "{}", kept.error.len());
+    let spec = StartRequest {
+        new: Desired {
+            version: "2 beta".into(),
+            ..fleet.spec("2").new
+        },
+        ..fleet.spec("2")
+    };
+    assert!(fleet.engine.start(spec).is_err());
+}

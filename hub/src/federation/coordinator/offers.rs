@@ -96,7 +96,7 @@ impl Federation {
             _ => ("unclear_reports", "unspecified"),
         };
         if outcome == "refused" {
-            tracing::warn!(agent, version = report.version, reason = %report.reason, serving = report.serving_version, "agent refused a model version");
+            tracing::warn!(agent, version = report.version, reason = %synapse_link::names::printable(&report.reason, 1024), serving = report.serving_version, "agent refused a model version");
         } else {
             tracing::info!(agent, version = report.version, outcome, "model report");
         }
