@@ -330,6 +330,14 @@ impl AgentConfig {
                 if f.model.is_none() {
                     return Err((field("model"), "an onnx function needs a model file".into()));
                 }
+                // The model runs inside the agent: a file replaced on disk must be refused,
+                // not served.
+                if f.model_sha256.is_none() {
+                    return Err((
+                        field("model_sha256"),
+                        "an onnx function needs its model file's SHA-256 (`sha256sum FILE`)".into(),
+                    ));
+                }
                 if f.inputs.is_empty() || f.outputs.is_empty() {
                     return Err((
                         field("inputs"),

@@ -55,6 +55,11 @@ fn values_that_would_break_the_agent_later_are_refused_now() {
             "link.heartbeat_interval",
         ),
         ("[agent.labels]\n\"a b\" = \"x\"\n", "agent.labels"),
+        (
+            "[[functions]]\nname = \"m\"\nkind = \"onnx\"\nmodel = \"/m.onnx\"\n\
+             [[functions.inputs]]\nname = \"x\"\nshape = [4]\n[[functions.outputs]]\nname = \"y\"\n",
+            "functions.m.model_sha256: an onnx function needs",
+        ),
         ("[agent.labels]\nzone = \"a\\u001b[2J\"\n", "agent.labels"),
         (
             "[[functions]]\nname = \"f\"\ncommand = \"/bin/x\"\nready_timeout = \"0s\"\n",

@@ -127,6 +127,7 @@ fn the_switched_off_tables_are_the_defaults_once_switched_on() {
     let onnx = AgentConfig::parse(
         "[[functions]]\nname = \"classify\"\nkind = \"onnx\"\n\
          model = \"/var/lib/synapse-agent/models/classify.onnx\"\n\
+         model_sha256 = \"9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08\"\n\
          [[functions.inputs]]\nname = \"x\"\nshape = [4]\n\
          [[functions.outputs]]\nname = \"logits\"\n",
         "minimal",
