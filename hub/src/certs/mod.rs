@@ -1,10 +1,12 @@
 //! The fleet's certificate authority: `synapsectl certs init` creates it and
-//! `synapsectl certs issue` signs hub, agent and operator certificates (rcgen, ECDSA P-256).
-//! Each certificate carries its identity as a `synapse://ROLE/NAME` URI SAN; a hub
+//! `synapsectl certs issue` signs hub, agent, operator and viewer certificates (rcgen, ECDSA
+//! P-256). Each certificate carries its identity as a `synapse://ROLE/NAME` URI SAN (and its
+//! role as the subject's OU); a hub
 //! certificate also carries its DNS names and loopback addresses. Private keys are written
-//! with mode 0600 and never overwritten.
+//! with mode 0600 and never overwritten. [`revocation`] is the hub's revocation list.
 
 mod files;
+pub mod revocation;
 
 use std::{
     net::IpAddr,
