@@ -1,14 +1,17 @@
 //! The revocation list, honoured while the hub runs: an operator whose certificate is added
 //! (`synapsectl certs revoke`) is refused on its next calls, with a clear error, without a
-//! restart; a bad line is reported as FILE:LINE and the list in force stays; the refusal is
-//! audited; a clean list lets it back. An agent whose certificate is revoked is cut off and
-//! cannot reconnect, while the rest of the fleet keeps reporting.
+//! restart, and a watch stream it opened before ends; a bad line is reported as FILE:LINE and
+//! the list in force stays; the refusal is audited; a clean list lets it back. An agent whose
+//! certificate is revoked is cut off and cannot reconnect, while the rest of the fleet keeps
+//! reporting. `synapse-hub --check` reads the list as the start does.
 
 mod support;
 
 use std::{path::Path, time::Duration};
 
-use support::{Agent, Hub, Pki, run_ok, wait_for};
+use support::{Agent, Hub, Pki, console, run_ok, wait_for};
+use synapse_proto::console::v1::{WatchRequest, console_client::ConsoleClient};
+use tonic::Code;
 
 const LIMIT: Duration = Duration::from_secs(20);
 
@@ -42,6 +45,15 @@ fn a_revoked_operator_is_refused_without_a_restart() {
     std::fs::write(&list, "# revoked console and agent certificates\n").unwrap();
     let hub = Hub::start_configured(root.path(), &pki, &format!("revoked = {list:?}\n"), "");
     agents_as(&hub, &pki, "alice").expect("alice is an operator");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let mut watching = runtime.block_on(async {
+        let channel = console::channel(&hub, &pki, "alice").await;
+        ConsoleClient::new(channel)
+            .watch(WatchRequest::default())
+            .await
+            .expect("alice watches the fleet")
+            .into_inner()
+    });
 
     revoke(&pki, &list, "alice", false);
     let refusal = wait_for("alice to be refused", LIMIT, || {
@@ -52,6 +64,19 @@ fn a_revoked_operator_is_refused_without_a_restart() {
         "{refusal}"
     );
     agents_as(&hub, &pki, "bob").expect("bob is not revoked");
+    // The stream alice opened before is cut off too.
+    let ended = runtime.block_on(async {
+        loop {
+            match tokio::time::timeout(LIMIT, watching.message()).await {
+                Ok(Ok(Some(_))) => continue,
+                Ok(Ok(None)) => panic!("alice's watch ended without an error"),
+                Ok(Err(status)) => break status,
+                Err(_) => panic!("alice's watch was not cut off"),
+            }
+        }
+    });
+    assert_eq!(ended.code(), Code::Unauthenticated, "{ended}");
+    assert!(ended.message().contains("revoked"), "{ended}");
 
     // A bad line: reported as FILE:LINE, and alice stays revoked.
     let mut text = std::fs::read_to_string(&list).unwrap();

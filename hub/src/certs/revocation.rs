@@ -15,7 +15,6 @@
 use std::{
     collections::HashSet,
     fmt,
-    io::Write,
     os::unix::fs::MetadataExt,
     path::{Path, PathBuf},
     sync::{Arc, Mutex, RwLock},
@@ -23,7 +22,7 @@ use std::{
 };
 
 use sha2::{Digest, Sha256};
-use synapse_link::identity::{IdentityError, PeerIdentity, serial_hex};
+use synapse_link::identity::{IdentityError, serial_hex};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -392,104 +391,6 @@ impl Revocations {
     }
 }
 
-/// Appends the certificate in PEM file `cert` to the list at `list` (created if missing), by
-/// serial or by fingerprint, with its identity as a comment. Returns the line written.
-pub fn append(list: &Path, cert: &Path, by_fingerprint: bool) -> anyhow::Result<String> {
-    use anyhow::Context;
-    let ders = synapse_link::tls::load_certs(cert)
-        .with_context(|| format!("cannot read the certificate {}", cert.display()))?;
-    let der = ders
-        .first()
-        .with_context(|| format!("{} holds no certificate", cert.display()))?;
-    let reference = CertRef::from_der(der)?;
-    let who = PeerIdentity::from_cert_der(der)
-        .map(|id| id.to_string())
-        .unwrap_or_else(|_| "no synapse identity".into());
-    let entry = if by_fingerprint {
-        format!("sha256:{}", reference.sha256)
-    } else {
-        reference.serial.clone()
-    };
-    let line = format!("{entry}  # {who} ({})\n", cert.display());
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(list)
-        .with_context(|| format!("cannot open {}", list.display()))?;
-    file.write_all(line.as_bytes())
-        .and_then(|()| file.sync_all())
-        .with_context(|| format!("cannot write {}", list.display()))?;
-    Ok(line.trim_end().to_owned())
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn serials_and_fingerprints_are_read_with_comments() {
-        let fp = "AB".repeat(32);
-        let text = format!(
-            "# revoked\n\n00:1A:2b  # leading zeros and colons\nserial:ff\n{fp}\nsha256:{}\n",
-            "cd".repeat(32)
-        );
-        let (set, errors) = parse(&text);
-        assert!(errors.is_empty(), "{errors:?}");
-        assert_eq!(set.len(), 4);
-        let cert = |serial: &str, sha: &str| CertRef {
-            serial: serial.into(),
-            sha256: sha.into(),
-        };
-        assert!(set.names(&cert("1a2b", "")).is_some());
-        assert!(set.names(&cert("ff", "")).is_some());
-        assert!(set.names(&cert("9", &"ab".repeat(32))).is_some());
-        assert!(set.names(&cert("9", &"00".repeat(32))).is_none());
-    }
-
-    #[test]
-    fn bad_lines_are_named_by_number() {
-        let text = "1a\nnot-hex\n\n1a 2b\nsha256:abcd\n".to_owned() + &"f".repeat(50) + "\n";
-        let (set, errors) = parse(&text);
-        assert_eq!(set.len(), 1);
-        let lines: Vec<usize> = errors.iter().map(|e| e.line).collect();
-        assert_eq!(lines, [2, 4, 5, 6], "{errors:?}");
-    }
-
-    #[test]
-    fn a_bad_edit_keeps_the_list_in_force_and_adds_its_valid_lines() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("revoked.txt");
-        std::fs::write(&path, "aa\nbb\n").unwrap();
-        assert!(matches!(
-            Revocations::load(&dir.path().join("missing")),
-            Err(RevocationError::Read { .. })
-        ));
-        let list = Revocations::load(&path).unwrap();
-        assert_eq!(list.current().len(), 2);
-        // Remove bb, add cc, and make a typo: aa, bb and cc are all revoked.
-        std::fs::write(&path, "aa\ncc\nzz-typo\n").unwrap();
-        assert!(list.reload_if_changed());
-        let has = |s: &str| {
-            list.current()
-                .names(&CertRef {
-                    serial: s.into(),
-                    sha256: String::new(),
-                })
-                .is_some()
-        };
-        assert!(has("aa") && has("bb") && has("cc"));
-        // A deleted file keeps the list; a clean file replaces it.
-        std::fs::remove_file(&path).unwrap();
-        assert!(!list.reload_if_changed());
-        assert!(has("bb"));
-        std::fs::write(&path, "# nothing\n").unwrap();
-        assert!(list.reload_if_changed());
-        assert!(list.current().is_empty());
-        let err = Revocations::load(&{
-            std::fs::write(&path, "ok\n").unwrap();
-            path.clone()
-        })
-        .unwrap_err();
-        assert!(err.to_string().contains("revoked.txt:1:"), "{err}");
-    }
-}
+#[path = "revocation_tests.rs"]
+mod tests;

@@ -93,7 +93,7 @@ pub async fn serve_with(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()?;
     let console = ConsoleServer::with_interceptor(
-        ConsoleService::new(registry, access.audit.clone()),
+        ConsoleService::new(registry, access.audit.clone(), access.revocations.clone()),
         auth::require_console_role,
     );
     more.add_service(health_service)

@@ -10,17 +10,25 @@ use synapse_proto::console::v1::{
 };
 use tonic::{Request, Response, Status};
 
-use super::audit::AuditLog;
-use crate::registry::{Registry, RegistryError};
+use super::{audit::AuditLog, watch::Caller};
+use crate::{
+    certs::revocation::Revocations,
+    registry::{Registry, RegistryError},
+};
 
 pub struct ConsoleService {
     registry: Registry,
     audit: Arc<AuditLog>,
+    revocations: Revocations,
 }
 
 impl ConsoleService {
-    pub fn new(registry: Registry, audit: Arc<AuditLog>) -> Self {
-        Self { registry, audit }
+    pub fn new(registry: Registry, audit: Arc<AuditLog>, revocations: Revocations) -> Self {
+        Self {
+            registry,
+            audit,
+            revocations,
+        }
     }
 }
 
@@ -75,7 +83,15 @@ impl Console for ConsoleService {
         &self,
         request: Request<WatchRequest>,
     ) -> Result<Response<Self::WatchStream>, Status> {
-        let stream = super::watch::events(self.registry.clone(), request.into_inner())?;
+        let leaf = request
+            .peer_certs()
+            .and_then(|certs| certs.first().map(|c| c.to_vec()))
+            .ok_or_else(|| Status::unauthenticated("a client certificate is required"))?;
+        let caller = Caller {
+            revocations: self.revocations.clone(),
+            leaf,
+        };
+        let stream = super::watch::events(self.registry.clone(), request.into_inner(), caller)?;
         Ok(Response::new(Box::pin(stream)))
     }
 

@@ -101,7 +101,7 @@ pub fn run(command: CertsCommand) -> anyhow::Result<()> {
             list,
             fingerprint,
         } => {
-            let line = certs::revocation::append(&list, &cert, fingerprint)?;
+            let line = certs::revoke(&list, &cert, fingerprint)?;
             println!("{}: {line}", list.display());
         }
     }
