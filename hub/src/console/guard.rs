@@ -150,37 +150,49 @@ pub async fn gate(State(access): State<ConsoleAccess>, request: Request, next: N
     if !class.is_some_and(|c| c.is_mutation()) {
         return next.run(request).await;
     }
-    let response = next.run(request).await;
-    // A unary call that failed answers with its status in the headers (trailers-only); one
-    // that succeeded sends its status in the trailers, after the message.
-    let status = response.headers().get("grpc-status").map(|value| {
-        let code = value
-            .to_str()
-            .ok()
-            .and_then(|v| v.parse::<i32>().ok())
-            .map_or(Code::Unknown, Code::from_i32);
-        let message = response
-            .headers()
-            .get("grpc-message")
-            .and_then(|m| m.to_str().ok())
-            .map(percent_decode)
-            .unwrap_or_default();
-        (code, message)
+    // The call and its audit run on their own task: a client that goes away mid-call cannot
+    // leave a change made but unaudited.
+    let task = tokio::spawn(async move {
+        let response = next.run(request).await;
+        let (code, message) = outcome(&response);
+        let mut audit_entry = audit_entry;
+        audit_entry.outcome = code_name(code);
+        audit_entry.message = message;
+        tracing::info!(
+            caller = format!("{}/{}", audit_entry.role, audit_entry.name),
+            peer,
+            rpc = path,
+            summary = audit_entry.summary,
+            outcome = audit_entry.outcome,
+            "console call"
+        );
+        access.audit.record(audit_entry).await;
+        response
     });
-    let (code, message) = status.unwrap_or((Code::Ok, String::new()));
-    let mut audit_entry = audit_entry;
-    audit_entry.outcome = code_name(code);
-    audit_entry.message = message;
-    tracing::info!(
-        caller = format!("{}/{}", audit_entry.role, audit_entry.name),
-        peer,
-        rpc = path,
-        summary = audit_entry.summary,
-        outcome = audit_entry.outcome,
-        "console call"
-    );
-    access.audit.record(audit_entry).await;
-    response
+    task.await.unwrap_or_else(|e| {
+        tracing::error!(error = %e, "console call task failed");
+        Status::internal("console call failed").into_http::<Body>()
+    })
+}
+
+/// The status of a unary call: one that failed answers with its status in the headers
+/// (trailers-only); one that succeeded sends its status in the trailers, after the message.
+fn outcome(response: &Response) -> (Code, String) {
+    let Some(value) = response.headers().get("grpc-status") else {
+        return (Code::Ok, String::new());
+    };
+    let code = value
+        .to_str()
+        .ok()
+        .and_then(|v| v.parse::<i32>().ok())
+        .map_or(Code::Unknown, Code::from_i32);
+    let message = response
+        .headers()
+        .get("grpc-message")
+        .and_then(|m| m.to_str().ok())
+        .map(percent_decode)
+        .unwrap_or_default();
+    (code, message)
 }
 
 fn entry(identity: &Option<PeerIdentity>, peer: &str, path: &str, summary: &str) -> AuditEntry {
