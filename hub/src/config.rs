@@ -82,8 +82,14 @@ pub struct LinkConfig {
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct ConsoleConfig {
-    /// TCP address of the gRPC console (TLS, operator certificates). Default `127.0.0.1:7444`.
+    /// TCP address of the gRPC console (TLS, operator and viewer certificates). Default
+    /// `127.0.0.1:7444`.
     pub listen: SocketAddr,
+    /// Revocation list (one certificate serial in hex or SHA-256 fingerprint per line), re-read
+    /// when it changes; refuses console calls and agents' links. Default: none.
+    pub revoked: Option<PathBuf>,
+    /// Audit entries kept (state-changing console calls and refusals). Default 100000.
+    pub audit_keep: u64,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -247,6 +253,8 @@ impl Default for ConsoleConfig {
     fn default() -> Self {
         Self {
             listen: ([127, 0, 0, 1], 7444).into(),
+            revoked: None,
+            audit_keep: 100_000,
         }
     }
 }
@@ -290,6 +298,15 @@ impl HubConfig {
                 path: origin.to_owned(),
                 message,
             })?;
+        if !(1..=10_000_000).contains(&config.console.audit_keep) {
+            return Err(ConfigError::OutOfRange {
+                path: origin.to_owned(),
+                message: format!(
+                    "[console] audit_keep = {} must be between 1 and 10000000",
+                    config.console.audit_keep
+                ),
+            });
+        }
         config
             .placement
             .check()
@@ -491,6 +508,19 @@ mod tests {
             "hub.toml",
         );
         assert!(bad.unwrap_err().to_string().contains("moon"));
+    }
+
+    #[test]
+    fn console_access_settings_are_read_and_checked() {
+        let text = "[console]\nrevoked = \"/etc/synapse/revoked.txt\"\naudit_keep = 500\n";
+        let config = HubConfig::parse(text, "hub.toml").unwrap();
+        assert_eq!(
+            config.console.revoked.as_deref(),
+            Some(Path::new("/etc/synapse/revoked.txt"))
+        );
+        assert_eq!(config.console.audit_keep, 500);
+        let bad = HubConfig::parse("[console]\naudit_keep = 0\n", "hub.toml").unwrap_err();
+        assert!(bad.to_string().contains("audit_keep = 0"), "{bad}");
     }
 
     #[test]

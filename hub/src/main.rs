@@ -6,8 +6,9 @@ use std::{path::PathBuf, sync::Arc};
 use anyhow::Context;
 use clap::Parser;
 use synapse_hub::{
+    certs::revocation::Revocations,
     config::HubConfig,
-    console::{self, ConsoleTls},
+    console::{self, ConsoleAccess, ConsoleTls, audit::AuditLog},
     federation::{Federation, console::LearningService},
     link::{self, LinkContext},
     metrics::{self, HubMetrics},
@@ -44,16 +45,17 @@ fn main() -> anyhow::Result<()> {
         .init();
     let cli = Cli::parse();
     let config = HubConfig::load(&cli.config)?;
+    let revocations = Revocations::from_config(config.console.revoked.as_deref())?;
     if cli.check {
         println!("{}: ok", cli.config.display());
         return Ok(());
     }
     tokio::runtime::Runtime::new()
         .context("cannot start the async runtime")?
-        .block_on(run(config))
+        .block_on(run(config, revocations))
 }
 
-async fn run(config: HubConfig) -> anyhow::Result<()> {
+async fn run(config: HubConfig, revocations: Revocations) -> anyhow::Result<()> {
     // sled's background flusher stays on (every 500 ms) for the state written outside the
     // batches' explicit flushes; the open waits for a predecessor's lock.
     let db = synapse_db::OpenOptions {
@@ -64,6 +66,8 @@ async fn run(config: HubConfig) -> anyhow::Result<()> {
     let registry =
         Registry::open(&db, config.link.heartbeat_interval).context("cannot open the registry")?;
     let durability = Durability::start(db.clone());
+    let audit =
+        AuditLog::open(&db, config.console.audit_keep).context("cannot open the audit log")?;
     let metrics = HubMetrics::new();
     let shutdown = CancellationToken::new();
 
@@ -129,6 +133,7 @@ async fn run(config: HubConfig) -> anyhow::Result<()> {
     .with_metrics(metrics.clone());
     let context = Arc::new(
         context
+            .with_revocations(revocations.clone())
             .with_handler(Arc::new(rollouts.clone()))
             .with_handler(federation.clone())
             .with_handler(Arc::new(placement.clone())),
@@ -141,6 +146,11 @@ async fn run(config: HubConfig) -> anyhow::Result<()> {
     routes.add_service(LearningService::routes(federation));
     routes.add_service(PlacementService::server(placement));
     let link_task = tokio::spawn(link::serve(endpoint, context, shutdown.clone()));
+    let revocations_task = tokio::spawn(revocations.clone().watch(shutdown.clone()));
+    let access = ConsoleAccess {
+        revocations,
+        audit: Arc::new(audit),
+    };
     let console_task = tokio::spawn({
         let (registry, shutdown, tls) = (registry.clone(), shutdown.clone(), config.tls.clone());
         async move {
@@ -149,7 +159,7 @@ async fn run(config: HubConfig) -> anyhow::Result<()> {
                 cert: &tls.cert,
                 key: &tls.key,
             };
-            console::serve_with(console_listener, files, registry, routes, shutdown).await
+            console::serve_with(console_listener, files, registry, routes, access, shutdown).await
         }
     });
     let metrics_task = tokio::spawn(metrics::serve(metrics_listener, metrics, shutdown.clone()));
@@ -162,6 +172,7 @@ async fn run(config: HubConfig) -> anyhow::Result<()> {
     }
     shutdown.cancel();
     link_task.await.context("link task")?;
+    revocations_task.await.context("revocation task")?;
     rollouts_task.await.context("rollout task")?;
     federation_task.await.context("federation task")?;
     placement_task.await.context("placement task")?;

@@ -1,6 +1,7 @@
 //! Who a certificate speaks for. Every certificate issued by `synapsectl certs` carries a URI
 //! SAN `synapse://ROLE/NAME`; the hub reads it to know whether a peer is an agent (and which)
-//! or an operator, so that a certificate of one role cannot be used for another.
+//! or a console user (an operator, who may change the fleet, or a viewer, who may only read
+//! it), so that a certificate of one role cannot be used for another.
 
 use std::fmt;
 
@@ -14,7 +15,10 @@ pub const SCHEME: &str = "synapse://";
 pub enum Role {
     Hub,
     Agent,
+    /// May use every RPC of the console.
     Operator,
+    /// May use the console's read-only RPCs only.
+    Viewer,
 }
 
 impl Role {
@@ -23,6 +27,7 @@ impl Role {
             Role::Hub => "hub",
             Role::Agent => "agent",
             Role::Operator => "operator",
+            Role::Viewer => "viewer",
         }
     }
 
@@ -31,6 +36,7 @@ impl Role {
             "hub" => Some(Role::Hub),
             "agent" => Some(Role::Agent),
             "operator" => Some(Role::Operator),
+            "viewer" => Some(Role::Viewer),
             _ => None,
         }
     }
@@ -54,7 +60,7 @@ pub struct PeerIdentity {
 pub enum IdentityError {
     #[error("name {0:?} must be 1-128 characters of letters, digits, '.', '_' or '-'")]
     InvalidName(String),
-    #[error("{0:?} is not a synapse identity URI (synapse://hub|agent|operator/NAME)")]
+    #[error("{0:?} is not a synapse identity URI (synapse://hub|agent|operator|viewer/NAME)")]
     InvalidUri(String),
     #[error("certificate does not parse: {0}")]
     Certificate(String),
@@ -120,6 +126,20 @@ impl PeerIdentity {
     }
 }
 
+/// A certificate's serial number as lowercase hex without leading zeros (`0` for zero), the
+/// form revocation lists name it in.
+pub fn serial_hex(der: &[u8]) -> Result<String, IdentityError> {
+    let (_, cert) =
+        X509Certificate::from_der(der).map_err(|e| IdentityError::Certificate(e.to_string()))?;
+    let hex: String = cert
+        .raw_serial()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let trimmed = hex.trim_start_matches('0');
+    Ok(if trimmed.is_empty() { "0" } else { trimmed }.to_owned())
+}
+
 impl fmt::Display for PeerIdentity {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.uri())
@@ -140,6 +160,12 @@ mod tests {
     #[test]
     fn unknown_roles_and_path_names_are_refused() {
         assert!(PeerIdentity::parse_uri("synapse://root/x").is_err());
+        assert_eq!(
+            PeerIdentity::parse_uri("synapse://viewer/ops-ro")
+                .unwrap()
+                .role,
+            Role::Viewer
+        );
         assert!(PeerIdentity::parse_uri("synapse://agent/../etc").is_err());
         assert!(PeerIdentity::parse_uri("https://agent/x").is_err());
         assert!(validate_name("").is_err());

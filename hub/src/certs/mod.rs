@@ -1,10 +1,12 @@
 //! The fleet's certificate authority: `synapsectl certs init` creates it and
-//! `synapsectl certs issue` signs hub, agent and operator certificates (rcgen, ECDSA P-256).
-//! Each certificate carries its identity as a `synapse://ROLE/NAME` URI SAN; a hub
-//! certificate also carries its DNS names and loopback addresses. Private keys are written
-//! with mode 0600 and never overwritten.
+//! `synapsectl certs issue` signs hub, agent, operator and viewer certificates (rcgen, ECDSA
+//! P-256). Each certificate carries its identity as a `synapse://ROLE/NAME` URI SAN (and its
+//! role as the subject's OU); a hub certificate also carries its DNS names and loopback
+//! addresses. Private keys are written with mode 0600 and never overwritten. [`revocation`] is the hub's revocation list, and
+//! [`revoke`] (`synapsectl certs revoke`) appends a certificate to it.
 
 mod files;
+pub mod revocation;
 
 use std::{
     net::IpAddr,
@@ -156,6 +158,37 @@ pub fn issue(ca_dir: &Path, out_dir: &Path, request: &IssueRequest) -> Result<Is
     files::write_private(&issued.key, key.serialize_pem().as_bytes())?;
     files::write_public(&issued.cert, cert.pem().as_bytes())?;
     Ok(issued)
+}
+
+/// Appends the certificate in PEM file `cert` to the revocation list at `list` (created if missing), by
+/// serial or by fingerprint, with its identity as a comment. Returns the line written.
+pub fn revoke(list: &Path, cert: &Path, by_fingerprint: bool) -> anyhow::Result<String> {
+    use anyhow::Context;
+    use std::io::Write;
+    let ders = synapse_link::tls::load_certs(cert)
+        .with_context(|| format!("cannot read the certificate {}", cert.display()))?;
+    let der = ders
+        .first()
+        .with_context(|| format!("{} holds no certificate", cert.display()))?;
+    let reference = revocation::CertRef::from_der(der)?;
+    let who = PeerIdentity::from_cert_der(der)
+        .map(|id| id.to_string())
+        .unwrap_or_else(|_| "no synapse identity".into());
+    let entry = if by_fingerprint {
+        format!("sha256:{}", reference.sha256)
+    } else {
+        reference.serial.clone()
+    };
+    let line = format!("{entry}  # {who} ({})\n", cert.display());
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(list)
+        .with_context(|| format!("cannot open {}", list.display()))?;
+    file.write_all(line.as_bytes())
+        .and_then(|()| file.sync_all())
+        .with_context(|| format!("cannot write {}", list.display()))?;
+    Ok(line.trim_end().to_owned())
 }
 
 #[cfg(test)]

@@ -1,9 +1,14 @@
 //! The operators' console: `synapse.console.v1.Console` over gRPC with TLS, where every
-//! client must present a certificate from the fleet's CA, and the console service itself
-//! requires an operator certificate. `grpc.health.v1` and server reflection are served
-//! alongside, so `grpcurl` works with an operator certificate.
+//! client must present a certificate from the fleet's CA. Operator certificates may call
+//! everything, viewer certificates the read-only RPCs ([`policy`]); the gate ([`guard`]) in
+//! front of every service refuses revoked certificates and audits state changes and refusals
+//! ([`audit`]). `grpc.health.v1` and server reflection are served alongside, so `grpcurl`
+//! works with an operator or viewer certificate.
 
+pub mod audit;
 mod auth;
+pub mod guard;
+pub mod policy;
 mod service;
 mod watch;
 
@@ -14,8 +19,10 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 
 use crate::registry::Registry;
-pub use auth::require_operator;
+pub use auth::require_console_role;
+pub use guard::ConsoleAccess;
 pub use service::ConsoleService;
+use tonic::service::Routes;
 pub use tonic::service::RoutesBuilder;
 
 /// Why the console could not start.
@@ -51,18 +58,29 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     tls: ConsoleTls<'_>,
     registry: Registry,
+    access: ConsoleAccess,
     shutdown: CancellationToken,
 ) -> Result<(), ConsoleError> {
-    serve_with(listener, tls, registry, RoutesBuilder::default(), shutdown).await
+    serve_with(
+        listener,
+        tls,
+        registry,
+        RoutesBuilder::default(),
+        access,
+        shutdown,
+    )
+    .await
 }
 
 /// Serves the console and the subsystems' services in `more` (each wrapped in
-/// [`require_operator`] by its subsystem) on `listener` until `shutdown`.
+/// [`require_console_role`] by its subsystem), all behind the gate, on `listener` until
+/// `shutdown`.
 pub async fn serve_with(
     listener: tokio::net::TcpListener,
     tls: ConsoleTls<'_>,
     registry: Registry,
-    more: RoutesBuilder,
+    mut more: RoutesBuilder,
+    access: ConsoleAccess,
     shutdown: CancellationToken,
 ) -> Result<(), ConsoleError> {
     let tls_config = ServerTlsConfig::new()
@@ -74,15 +92,21 @@ pub async fn serve_with(
         .register_encoded_file_descriptor_set(synapse_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()?;
-    let console =
-        ConsoleServer::with_interceptor(ConsoleService::new(registry), auth::require_operator);
+    let console = ConsoleServer::with_interceptor(
+        ConsoleService::new(registry, access.audit.clone(), access.revocations.clone()),
+        auth::require_console_role,
+    );
+    more.add_service(health_service)
+        .add_service(reflection)
+        .add_service(console);
+    let gated = more
+        .routes()
+        .into_axum_router()
+        .layer(axum::middleware::from_fn_with_state(access, guard::gate));
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
     Server::builder()
         .tls_config(tls_config)?
-        .add_routes(more.routes())
-        .add_service(health_service)
-        .add_service(reflection)
-        .add_service(console)
+        .add_routes(Routes::from(gated))
         .serve_with_incoming_shutdown(incoming, async move { shutdown.cancelled().await })
         .await?;
     Ok(())

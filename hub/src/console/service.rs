@@ -1,24 +1,34 @@
-//! The `Console` service: read-only views of the registry, and watch streams.
+//! The `Console` service: read-only views of the registry, watch streams and the audit log.
 
-use std::pin::Pin;
+use std::{pin::Pin, sync::Arc};
 
 use futures::Stream;
 use synapse_proto::console::v1::{
     Agent, FunctionStatsRequest, FunctionStatsResponse, GetAgentRequest, ListAgentsRequest,
-    ListAgentsResponse, ListFunctionsRequest, ListFunctionsResponse, WatchEvent, WatchRequest,
-    console_server::Console,
+    ListAgentsResponse, ListAuditRequest, ListAuditResponse, ListFunctionsRequest,
+    ListFunctionsResponse, WatchEvent, WatchRequest, console_server::Console,
 };
 use tonic::{Request, Response, Status};
 
-use crate::registry::{Registry, RegistryError};
+use super::{audit::AuditLog, watch::Caller};
+use crate::{
+    certs::revocation::Revocations,
+    registry::{Registry, RegistryError},
+};
 
 pub struct ConsoleService {
     registry: Registry,
+    audit: Arc<AuditLog>,
+    revocations: Revocations,
 }
 
 impl ConsoleService {
-    pub fn new(registry: Registry) -> Self {
-        Self { registry }
+    pub fn new(registry: Registry, audit: Arc<AuditLog>, revocations: Revocations) -> Self {
+        Self {
+            registry,
+            audit,
+            revocations,
+        }
     }
 }
 
@@ -73,7 +83,31 @@ impl Console for ConsoleService {
         &self,
         request: Request<WatchRequest>,
     ) -> Result<Response<Self::WatchStream>, Status> {
-        let stream = super::watch::events(self.registry.clone(), request.into_inner())?;
+        let leaf = request
+            .peer_certs()
+            .and_then(|certs| certs.first().map(|c| c.to_vec()))
+            .ok_or_else(|| Status::unauthenticated("a client certificate is required"))?;
+        let caller = Caller {
+            revocations: self.revocations.clone(),
+            leaf,
+        };
+        let stream = super::watch::events(self.registry.clone(), request.into_inner(), caller)?;
         Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn list_audit(
+        &self,
+        request: Request<ListAuditRequest>,
+    ) -> Result<Response<ListAuditResponse>, Status> {
+        let limit = request.into_inner().limit as usize;
+        let audit = self.audit.clone();
+        let entries = tokio::task::spawn_blocking(move || audit.recent(limit))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(|e| {
+                tracing::error!(error = %e, "audit read failed");
+                Status::internal(e.to_string())
+            })?;
+        Ok(Response::new(ListAuditResponse { entries }))
     }
 }

@@ -1,6 +1,7 @@
 //! Watch streams: the current state of every watched item, then each item again whenever it
 //! changes. A watcher too slow for the change feed gets a fresh full state instead of the
-//! changes it missed.
+//! changes it missed. A stream whose caller's certificate comes onto the revocation list ends
+//! with `UNAUTHENTICATED`.
 
 use std::collections::BTreeSet;
 
@@ -10,7 +11,17 @@ use tokio::sync::broadcast::error::RecvError;
 use tonic::Status;
 
 use super::service::internal;
-use crate::registry::{Change, Registry, RegistryError};
+use crate::{
+    certs::revocation::Revocations,
+    registry::{Change, Registry, RegistryError},
+};
+
+/// The caller of a stream, checked again whenever the revocation list changes.
+pub struct Caller {
+    pub revocations: Revocations,
+    /// The caller's DER certificate.
+    pub leaf: Vec<u8>,
+}
 
 fn snapshot(
     registry: &Registry,
@@ -35,10 +46,12 @@ fn snapshot(
 pub fn events(
     registry: Registry,
     request: WatchRequest,
+    caller: Caller,
 ) -> Result<impl Stream<Item = Result<WatchEvent, Status>> + Send + 'static, Status> {
     let both = !request.agents && !request.functions;
     let (agents, functions) = (request.agents || both, request.functions || both);
     let mut changes = registry.subscribe();
+    let mut revocations = caller.revocations.subscribe();
     let first = snapshot(&registry, agents, functions).map_err(internal)?;
     Ok(async_stream(move |tx| async move {
         for event in first {
@@ -48,7 +61,23 @@ pub fn events(
         }
         loop {
             let mut pending = BTreeSet::new();
-            match changes.recv().await {
+            let change = tokio::select! {
+                change = changes.recv() => change,
+                listed = revocations.changed() => {
+                    if listed.is_ok()
+                        && let Some(how) = caller.revocations.revoked(&caller.leaf)
+                    {
+                        let _ = tx
+                            .send(Err(Status::unauthenticated(format!(
+                                "the certificate is revoked ({how} is on the hub's revocation list)"
+                            ))))
+                            .await;
+                        return;
+                    }
+                    continue;
+                }
+            };
+            match change {
                 Ok(change) => {
                     pending.insert(change);
                 }

@@ -1,5 +1,5 @@
 //! The console's `Learning` service: the model registry and the training rounds, read-only.
-//! Registered by the hub with `console::serve_with`, behind `require_operator`.
+//! Registered by the hub with `console::serve_with`, behind `require_console_role`.
 
 use std::sync::Arc;
 
@@ -27,14 +27,17 @@ impl LearningService {
 
     /// The service wrapped for the console: operators only.
     pub fn routes(federation: Arc<Federation>) -> OperatorOnly {
-        LearningServer::with_interceptor(Self::new(federation), crate::console::require_operator)
+        LearningServer::with_interceptor(
+            Self::new(federation),
+            crate::console::require_console_role,
+        )
     }
 }
 
 /// The interceptor every console service sits behind.
 type Interceptor = fn(Request<()>) -> Result<Request<()>, Status>;
 
-/// The `Learning` service behind [`crate::console::require_operator`].
+/// The `Learning` service behind [`crate::console::require_console_role`].
 pub type OperatorOnly =
     tonic::service::interceptor::InterceptedService<LearningServer<LearningService>, Interceptor>;
 

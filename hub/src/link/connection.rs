@@ -1,4 +1,5 @@
-//! One agent connection on the hub: check the certificate's role, read the hello (its agent
+//! One agent connection on the hub: check the certificate's role and that it is not revoked
+//! (and close the connection if the revocation list comes to name it), read the hello (its agent
 //! id must be the certificate's name; a common link version must exist), welcome, then
 //! serve telemetry and heartbeats until the agent leaves or breaks the protocol.
 //!
@@ -20,6 +21,7 @@ use super::{
     LinkContext,
     control::{ConnectedAgent, Handled},
     frames::{heartbeat_refusal, hello_refusal},
+    revoked::{cut_off_when_revoked, leaf_certificate},
     writer::{self, Outgoing},
 };
 use crate::{
@@ -72,6 +74,22 @@ pub async fn handle(context: Arc<LinkContext>, incoming: quinn::Incoming, id: u6
             return;
         }
     };
+    // Subscribed before the check, so that a change of the list right after it is not missed.
+    let changes = context.revocations.subscribe();
+    if let Some(how) = leaf_certificate(&connection)
+        .as_deref()
+        .and_then(|der| context.revocations.revoked(der))
+    {
+        context.refused_connection("revoked");
+        tracing::warn!(agent = %peer.name, revoked = how, "link refused: certificate revoked");
+        connection.close(close_code::IDENTITY.into(), b"revoked");
+        return;
+    }
+    tokio::spawn(cut_off_when_revoked(
+        context.clone(),
+        connection.clone(),
+        changes,
+    ));
     let streams = tokio::time::timeout(context.handshake_timeout, connection.accept_bi()).await;
     let (send, recv) = match streams {
         Ok(Ok(streams)) => streams,

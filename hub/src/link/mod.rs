@@ -5,6 +5,7 @@
 mod connection;
 pub mod control;
 pub mod frames;
+mod revoked;
 mod writer;
 
 use std::{
@@ -19,6 +20,7 @@ use std::{
 use tokio_util::sync::CancellationToken;
 
 use crate::{
+    certs::revocation::Revocations,
     metrics::{HubMetrics, ReasonLabel},
     registry::{Durability, Registry},
 };
@@ -42,6 +44,8 @@ pub struct LinkContext {
     outlet: AgentOutlet,
     /// The subsystems that take control frames, asked in order.
     handlers: Vec<Arc<dyn ControlHandler>>,
+    /// Agents whose certificate is on it are refused, and cut off when it comes to name them.
+    revocations: Revocations,
 }
 
 impl LinkContext {
@@ -64,7 +68,14 @@ impl LinkContext {
             current: Mutex::new(HashMap::new()),
             outlet: AgentOutlet::default(),
             handlers: Vec::new(),
+            revocations: Revocations::none(),
         }
+    }
+
+    /// Refuses agents whose certificate `revocations` names.
+    pub fn with_revocations(mut self, revocations: Revocations) -> Self {
+        self.revocations = revocations;
+        self
     }
 
     /// Adds a subsystem that takes control frames from agents.

@@ -36,7 +36,7 @@ impl PlacementService {
     pub fn server(placement: Placement) -> OperatorOnly {
         placement_server::PlacementServer::with_interceptor(
             Self::new(placement),
-            crate::console::require_operator,
+            crate::console::require_console_role,
         )
     }
 }

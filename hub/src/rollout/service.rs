@@ -1,6 +1,6 @@
-//! The console's `Rollouts` service (operators only: served behind
-//! [`crate::console::require_operator`]). The operator's certificate name is recorded as who
-//! started, paused, resumed, aborted or promoted a rollout.
+//! The console's `Rollouts` service (behind [`crate::console::require_console_role`]; the
+//! console's gate lets only operators start or steer a rollout). The operator's certificate
+//! name is recorded as who started, paused, resumed, aborted or promoted a rollout.
 
 use std::time::Duration;
 
@@ -33,7 +33,7 @@ impl RolloutsService {
     pub fn add_to(engine: RolloutEngine, routes: &mut crate::console::RoutesBuilder) {
         routes.add_service(pb::rollouts_server::RolloutsServer::with_interceptor(
             Self::new(engine),
-            crate::console::require_operator,
+            crate::console::require_console_role,
         ));
     }
 

@@ -1,9 +1,12 @@
 //! A fleet on loopback for the hub's integration tests: a CA and certificates made with
 //! `synapsectl certs`, a `synapse-hub` process that can be killed and restarted on the same
 //! store and ports, `synapse-link-driver` processes as agents, and helpers to read the
-//! console (through `synapsectl -o json`) and the metrics endpoint. Every wait is bounded.
+//! console (through `synapsectl -o json`, or any RPC by path in [`console`]) and the metrics
+//! endpoint. Every wait is bounded.
 
 #![allow(dead_code)]
+
+pub mod console;
 
 use std::{
     io::{Read, Write},
@@ -106,12 +109,18 @@ impl Hub {
 
     /// A hub whose configuration ends with `more` (further TOML sections).
     pub fn start_with(root: &Path, pki: &Pki, more: &str) -> Self {
-        let (link, console, metrics) = (free_udp_port(), free_tcp_port(), free_tcp_port());
+        Self::start_configured(root, pki, "", more)
+    }
+
+    /// A hub whose `[console]` table also holds `console` (TOML lines), and whose
+    /// configuration ends with `more`.
+    pub fn start_configured(root: &Path, pki: &Pki, console: &str, more: &str) -> Self {
+        let (link, console_port, metrics) = (free_udp_port(), free_tcp_port(), free_tcp_port());
         let config = root.join("hub.toml");
         let text = format!(
             "hub_id = \"test-hub\"\ndata_dir = {data:?}\n\n[tls]\nca = {ca:?}\ncert = {cert:?}\nkey = {key:?}\n\n\
              [link]\nlisten = \"127.0.0.1:{link}\"\nmax_frame_bytes = 65536\nheartbeat_interval = \"500ms\"\n\n\
-             [console]\nlisten = \"127.0.0.1:{console}\"\n\n[metrics]\nlisten = \"127.0.0.1:{metrics}\"\n",
+             [console]\nlisten = \"127.0.0.1:{console_port}\"\n{console}\n[metrics]\nlisten = \"127.0.0.1:{metrics}\"\n",
             data = root.join("hub-data"),
             ca = pki.ca(),
             cert = pki.cert("synapse-hub"),
@@ -121,7 +130,7 @@ impl Hub {
         let mut hub = Self {
             config,
             link: format!("127.0.0.1:{link}"),
-            console: format!("https://127.0.0.1:{console}"),
+            console: format!("https://127.0.0.1:{console_port}"),
             metrics: format!("127.0.0.1:{metrics}"),
             log: root.join("hub.log"),
             child: None,

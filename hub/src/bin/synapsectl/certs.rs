@@ -1,4 +1,4 @@
-//! `synapsectl certs init|issue`.
+//! `synapsectl certs init|issue|revoke`.
 
 use std::{net::IpAddr, path::PathBuf};
 
@@ -11,7 +11,10 @@ use synapse_link::identity::Role;
 pub enum RoleArg {
     Hub,
     Agent,
+    /// May use every console RPC.
     Operator,
+    /// May use the console's read-only RPCs only.
+    Viewer,
 }
 
 #[derive(Subcommand)]
@@ -38,6 +41,18 @@ pub enum CertsCommand {
         #[arg(long)]
         ip: Vec<IpAddr>,
     },
+    /// Append a certificate to the hub's revocation list (`[console] revoked`), by serial
+    /// number, or by SHA-256 fingerprint with --fingerprint. The hub re-reads the list within
+    /// a second.
+    Revoke {
+        /// The certificate (PEM) to revoke.
+        cert: PathBuf,
+        /// The revocation list (created if missing).
+        #[arg(long, default_value = "/etc/synapse/revoked.txt")]
+        list: PathBuf,
+        #[arg(long)]
+        fingerprint: bool,
+    },
 }
 
 pub fn run(command: CertsCommand) -> anyhow::Result<()> {
@@ -63,6 +78,7 @@ pub fn run(command: CertsCommand) -> anyhow::Result<()> {
                 RoleArg::Hub => Role::Hub,
                 RoleArg::Agent => Role::Agent,
                 RoleArg::Operator => Role::Operator,
+                RoleArg::Viewer => Role::Viewer,
             };
             let out = out.unwrap_or_else(|| ca_dir.clone());
             let request = IssueRequest {
@@ -79,6 +95,14 @@ pub fn run(command: CertsCommand) -> anyhow::Result<()> {
                 issued.cert.display(),
                 issued.key.display()
             );
+        }
+        CertsCommand::Revoke {
+            cert,
+            list,
+            fingerprint,
+        } => {
+            let line = certs::revoke(&list, &cert, fingerprint)?;
+            println!("{}: {line}", list.display());
         }
     }
     Ok(())

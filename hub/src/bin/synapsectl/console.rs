@@ -1,5 +1,6 @@
 //! `synapsectl agents|agent|functions|stats`: the console client. Connects over TLS with an
-//! operator certificate; `--watch` follows the console's Watch stream and reprints on change.
+//! operator or viewer certificate; `--watch` follows the console's Watch stream and reprints
+//! on change.
 
 use std::{collections::BTreeMap, path::PathBuf, time::Duration};
 
@@ -35,10 +36,10 @@ pub struct Connection {
     /// CA certificate of the fleet (PEM). Default /etc/synapse/tls/ca.pem.
     #[arg(long, env = "SYNAPSE_CA", global = true)]
     ca: Option<PathBuf>,
-    /// Operator certificate (PEM). Default /etc/synapse/tls/operator.pem.
+    /// Operator or viewer certificate (PEM). Default /etc/synapse/tls/operator.pem.
     #[arg(long, env = "SYNAPSE_CERT", global = true)]
     cert: Option<PathBuf>,
-    /// Operator private key (PEM). Default /etc/synapse/tls/operator.key.
+    /// Its private key (PEM). Default /etc/synapse/tls/operator.key.
     #[arg(long, env = "SYNAPSE_KEY", global = true)]
     key: Option<PathBuf>,
 }
@@ -159,6 +160,7 @@ pub async fn run(connection: &Connection, output: Output, command: Command) -> a
         Command::Functions { watch: true } => watch(&mut client, output, false).await?,
         Command::Rollouts { .. } => bail!("rollouts are handled above"),
         Command::Certs { .. }
+        | Command::Audit { .. }
         | Command::Models { .. }
         | Command::Rounds { .. }
         | Command::Placement { .. } => {

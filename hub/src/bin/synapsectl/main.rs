@@ -1,10 +1,12 @@
 //! `synapsectl`: the operators' command line. `certs` manages the fleet's CA and
 //! certificates offline; `agents`, `agent`, `functions` and `stats` read the hub's console
-//! over gRPC with an operator certificate, as tables or `-o json`, once or `--watch`;
+//! over gRPC with an operator or viewer certificate, as tables or `-o json`, once or `--watch`;
 //! `rollouts` starts and steers fleet rollouts.
+//! `audit` lists audited console calls (state changes and refusals);
 //! `models` and `rounds` read the federated-learning registry and rounds;
 //! `placement show|explain|history` reads the hub's placement plans.
 
+mod audit;
 mod certs;
 mod console;
 mod learning;
@@ -82,6 +84,12 @@ enum Command {
         #[command(subcommand)]
         command: learning::RoundsCommand,
     },
+    /// The console's audit log, newest first: state-changing calls and refused calls.
+    Audit {
+        /// Entries to list (at most 10000).
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
 }
 
 fn main() -> std::process::ExitCode {
@@ -93,6 +101,9 @@ fn main() -> std::process::ExitCode {
             .and_then(|runtime| {
                 runtime.block_on(learning::run(&cli.connection, cli.output, cli.command))
             }),
+        Command::Audit { limit } => tokio::runtime::Runtime::new()
+            .map_err(anyhow::Error::from)
+            .and_then(|runtime| runtime.block_on(audit::run(&cli.connection, cli.output, limit))),
         Command::Placement { command } => tokio::runtime::Runtime::new()
             .map_err(anyhow::Error::from)
             .and_then(|runtime| {
