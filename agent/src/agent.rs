@@ -55,15 +55,21 @@ pub async fn run(config: AgentConfig) -> Result<()> {
     {
         info!(cgroup = %own.display(), "own cgroup delegated: the agent runs in agent/ and keeps its instance cgroups below it");
     }
-    if crate::runtime::process::instances_keep_capabilities() {
+    let missing = crate::runtime::process::missing_capabilities();
+    if !missing.is_empty() {
         warn!(
-            "no CAP_SETPCAP: function instances keep the agent's capabilities (the systemd unit grants it so that they run with none)"
+            missing = %missing.join(" "),
+            "capabilities missing for function instances: CAP_SETUID and CAP_SETGID start them as their users, CAP_KILL stops them, CAP_SETPCAP empties their bounding set (the systemd unit grants all four)"
         );
     }
     info!(
         v2 = %layout.v2_root().display(),
         v1_memory = ?layout.v1_memory,
         v2_memory = layout.v2_memory,
+        v1_pids = ?layout.v1_pids,
+        v2_pids = layout.v2_pids,
+        v1_cpu = ?layout.v1_cpu,
+        v2_cpu = layout.v2_cpu,
         "cgroup hierarchies"
     );
     let stale = layout
@@ -119,6 +125,7 @@ pub async fn run(config: AgentConfig) -> Result<()> {
         records: records_tx.clone(),
         shutdown: stop_rx.clone(),
         tasks: tokio::runtime::Handle::current(),
+        instances: config.instances.clone(),
     });
     let section = config.policy.clone();
     let interval = config.telemetry.interval;

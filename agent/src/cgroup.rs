@@ -1,10 +1,11 @@
 //! Cgroups of function instances.
 //!
 //! The agent reads the mount table to find the cgroup v2 hierarchy (wherever it is mounted:
-//! `/sys/fs/cgroup` on pure v2 hosts, `/sys/fs/cgroup/unified` on hybrid ones) and, when v2
-//! has no memory controller, the v1 memory controller. Each instance gets its own cgroup
-//! `<subtree>/<function>/<instance>`; its v2 id (the directory's inode) is what the eBPF
-//! programs see from `bpf_get_current_cgroup_id()`.
+//! `/sys/fs/cgroup` on pure v2 hosts, `/sys/fs/cgroup/unified` on hybrid ones) and, for each
+//! of the memory, pids and cpu controllers v2 does not offer, its v1 hierarchy. Each instance
+//! gets its own cgroup `<subtree>/<function>/<instance>` (in v2, and in each v1 hierarchy
+//! whose controller limits it, `limits.rs`); its v2 id (the directory's inode) is what the
+//! eBPF programs see from `bpf_get_current_cgroup_id()`.
 //!
 //! Under systemd with `Delegate=yes` the agent's own cgroup is delegated to it (systemd marks
 //! it with the `trusted.delegate` extended attribute): the agent then moves itself into a leaf
@@ -20,7 +21,10 @@ use std::{
     time::Duration,
 };
 
-use anyhow::{Context as _, Result, bail};
+use anyhow::{Context as _, Result};
+
+mod limits;
+pub use limits::{CPU_PERIOD_US, Limits};
 
 /// One line of `/proc/self/mountinfo`, the fields the agent uses.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,6 +85,12 @@ pub struct CgroupLayout {
     pub v1_memory: Option<PathBuf>,
     /// Whether the v2 hierarchy offers the memory controller.
     pub v2_memory: bool,
+    /// The same for the pids controller (`pids.max`) ...
+    pub v1_pids: Option<PathBuf>,
+    pub v2_pids: bool,
+    /// ... and for the cpu controller (`cpu.max`, `cpu.cfs_quota_us` on v1).
+    pub v1_cpu: Option<PathBuf>,
+    pub v2_cpu: bool,
     /// The agent's folder name under each hierarchy.
     pub subtree: String,
 }
@@ -112,20 +122,34 @@ impl CgroupLayout {
                      (mount it with `mount -t cgroup2 none /sys/fs/cgroup/unified`)",
                 )?,
         };
-        let v2_memory = fs::read_to_string(v2.join("cgroup.controllers"))
-            .map(|c| c.split_whitespace().any(|c| c == "memory"))
-            .unwrap_or(false);
-        let v1_memory = mounts
-            .iter()
-            .find(|m| m.fs_type == "cgroup" && m.super_options.split(',').any(|o| o == "memory"))
-            .map(|m| m.mount_point.clone());
-        Ok(Self {
-            v2,
+        let v1 = |controller: &str| {
+            mounts
+                .iter()
+                .find(|m| {
+                    m.fs_type == "cgroup" && m.super_options.split(',').any(|o| o == controller)
+                })
+                .map(|m| m.mount_point.clone())
+        };
+        let mut layout = Self {
             v2_parent: PathBuf::new(),
-            v1_memory,
-            v2_memory,
+            v1_memory: v1("memory"),
+            v2_memory: false,
+            v1_pids: v1("pids"),
+            v2_pids: false,
+            v1_cpu: v1("cpu"),
+            v2_cpu: false,
             subtree: subtree.to_string(),
-        })
+            v2: v2.clone(),
+        };
+        layout.read_v2_controllers(&v2);
+        Ok(layout)
+    }
+
+    /// Reads which controllers the v2 cgroup `dir` (the parent of the agent's folder) offers.
+    fn read_v2_controllers(&mut self, dir: &Path) {
+        let offered = fs::read_to_string(dir.join("cgroup.controllers")).unwrap_or_default();
+        let has = |c: &str| offered.split_whitespace().any(|o| o == c);
+        (self.v2_memory, self.v2_pids, self.v2_cpu) = (has("memory"), has("pids"), has("cpu"));
     }
 
     /// When the agent's own v2 cgroup is delegated to it, moves the agent into its leaf
@@ -143,9 +167,7 @@ impl CgroupLayout {
         let leaf = dir.join("agent");
         fs::create_dir_all(&leaf).with_context(|| format!("creating {}", leaf.display()))?;
         write_file(&leaf.join("cgroup.procs"), &std::process::id().to_string())?;
-        self.v2_memory = fs::read_to_string(dir.join("cgroup.controllers"))
-            .map(|c| c.split_whitespace().any(|c| c == "memory"))
-            .unwrap_or(false);
+        self.read_v2_controllers(&dir);
         self.v2_parent = own;
         Ok(Some(dir))
     }
@@ -155,65 +177,51 @@ impl CgroupLayout {
         self.v2.join(&self.v2_parent).join(&self.subtree)
     }
 
-    fn v1_root(&self) -> Option<PathBuf> {
-        self.v1_memory.as_ref().map(|m| m.join(&self.subtree))
+    /// The agent's folders in the v1 hierarchies it uses.
+    fn v1_roots(&self) -> impl Iterator<Item = PathBuf> + '_ {
+        [&self.v1_memory, &self.v1_pids, &self.v1_cpu]
+            .into_iter()
+            .flatten()
+            .map(|m| m.join(&self.subtree))
     }
 
-    /// Creates the cgroup of one instance, with its memory limit when one is given.
+    /// Creates the cgroup of one instance with its limits (see [`Limits`]); on an error
+    /// nothing of it is left.
     pub fn create_instance(
         &self,
         function: &str,
         instance: &str,
-        memory_mb: Option<u64>,
+        limits: &Limits,
     ) -> Result<InstanceCgroup> {
         let v2 = self.v2_root().join(function).join(instance);
         fs::create_dir_all(&v2).with_context(|| format!("creating cgroup {}", v2.display()))?;
-        let id = fs::metadata(&v2)
-            .with_context(|| format!("reading cgroup {}", v2.display()))?
-            .ino();
         let mut cg = InstanceCgroup {
-            id,
+            id: 0,
             v2,
             v1_memory: None,
+            v1_pids: None,
+            v1_cpu: None,
         };
-        if let Some(mb) = memory_mb {
-            let bytes = mb * 1024 * 1024;
-            if self.v2_memory {
-                self.enable_v2_memory(function)?;
-                write_file(&cg.v2.join("memory.max"), &bytes.to_string())?;
-                write_file(&cg.v2.join("memory.swap.max"), "0").ok();
-            } else if let Some(root) = self.v1_root() {
-                let dir = root.join(function).join(instance);
-                fs::create_dir_all(&dir)
-                    .with_context(|| format!("creating cgroup {}", dir.display()))?;
-                write_file(&dir.join("memory.limit_in_bytes"), &bytes.to_string())?;
-                // With swap accounting, the limit covers swap too (else the kernel may swap
-                // instead of enforcing it).
-                write_file(&dir.join("memory.memsw.limit_in_bytes"), &bytes.to_string()).ok();
-                cg.v1_memory = Some(dir);
-            } else {
-                bail!(
-                    "function {function}: memory_mb is set but this host has no memory controller"
-                );
+        let applied = fs::metadata(&cg.v2)
+            .with_context(|| format!("reading cgroup {}", cg.v2.display()))
+            .and_then(|m| {
+                cg.id = m.ino();
+                self.apply_limits(&mut cg, function, instance, limits)
+            });
+        match applied {
+            Ok(()) => Ok(cg),
+            Err(e) => {
+                let _ = cg.remove();
+                Err(e)
             }
         }
-        Ok(cg)
-    }
-
-    fn enable_v2_memory(&self, function: &str) -> Result<()> {
-        let mut dir = self.v2.join(&self.v2_parent);
-        for part in [self.subtree.as_str(), function] {
-            write_file(&dir.join("cgroup.subtree_control"), "+memory")?;
-            dir = dir.join(part);
-        }
-        write_file(&dir.join("cgroup.subtree_control"), "+memory")
     }
 
     /// Removes every cgroup under the agent's folders, killing what still runs in them:
     /// the leftovers of an agent that did not stop cleanly.
     pub fn remove_all(&self) -> Result<usize> {
         let mut removed = 0;
-        for root in std::iter::once(self.v2_root()).chain(self.v1_root()) {
+        for root in std::iter::once(self.v2_root()).chain(self.v1_roots()) {
             if root.exists() {
                 removed += remove_tree(&root)?;
             }
@@ -228,15 +236,24 @@ pub struct InstanceCgroup {
     /// cgroup v2 id, the key of the eBPF filter map.
     pub id: u64,
     pub v2: PathBuf,
+    /// Its cgroups in the v1 hierarchies of the controllers that limit it, when v2 has not.
     pub v1_memory: Option<PathBuf>,
+    pub v1_pids: Option<PathBuf>,
+    pub v1_cpu: Option<PathBuf>,
 }
 
 impl InstanceCgroup {
     /// `cgroup.procs` files a new process must join, in order.
     pub fn procs_files(&self) -> Vec<PathBuf> {
-        std::iter::once(self.v2.join("cgroup.procs"))
-            .chain(self.v1_memory.iter().map(|d| d.join("cgroup.procs")))
-            .collect()
+        self.dirs().map(|d| d.join("cgroup.procs")).collect()
+    }
+
+    /// Its folders: v2 first (where `cgroup.kill` stops everything at once), then v1.
+    fn dirs(&self) -> impl Iterator<Item = &PathBuf> {
+        std::iter::once(&self.v2)
+            .chain(&self.v1_memory)
+            .chain(&self.v1_pids)
+            .chain(&self.v1_cpu)
     }
 
     /// Whether the kernel killed a process of this cgroup for exceeding its memory limit.
@@ -256,7 +273,7 @@ impl InstanceCgroup {
 
     /// Kills what runs in the cgroup and removes it.
     pub fn remove(&self) -> Result<()> {
-        for dir in std::iter::once(&self.v2).chain(self.v1_memory.iter()) {
+        for dir in self.dirs() {
             if dir.exists() {
                 remove_tree(dir)?;
             }
@@ -348,51 +365,4 @@ fn kill_all(dir: &Path) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const HYBRID: &str = "\
-25 30 0:23 / /sys rw,nosuid - sysfs sysfs rw
-35 25 0:30 / /sys/fs/cgroup ro - tmpfs tmpfs ro,mode=755
-36 35 0:31 / /sys/fs/cgroup/unified rw,nosuid - cgroup2 cgroup2 rw,nsdelegate
-40 35 0:35 / /sys/fs/cgroup/memory rw,nosuid - cgroup cgroup rw,memory
-41 35 0:36 / /sys/fs/cgroup/cpu\\040x rw - cgroup cgroup rw,cpu
-";
-
-    #[test]
-    fn the_own_v2_cgroup_is_the_unified_line_of_proc_self_cgroup() {
-        let hybrid = "9:name=systemd:/system.slice/synapse-agent.service\n\
-                      1:memory:/system.slice/synapse-agent.service\n\
-                      0::/system.slice/synapse-agent.service\n";
-        assert_eq!(
-            own_v2_cgroup(hybrid),
-            Some(PathBuf::from("system.slice/synapse-agent.service"))
-        );
-        assert_eq!(own_v2_cgroup("0::/\n"), Some(PathBuf::new()));
-        assert_eq!(own_v2_cgroup("4:pids:/\n"), None, "v1 only");
-    }
-
-    #[test]
-    fn hybrid_layout_finds_unified_v2_and_v1_memory() {
-        let mounts = parse_mountinfo(HYBRID);
-        let l = CgroupLayout::from_mounts(&mounts, None, "synapse").unwrap();
-        assert_eq!(l.v2, PathBuf::from("/sys/fs/cgroup/unified"));
-        assert_eq!(l.v1_memory, Some(PathBuf::from("/sys/fs/cgroup/memory")));
-        assert_eq!(mounts[4].mount_point, PathBuf::from("/sys/fs/cgroup/cpu x"));
-    }
-
-    #[test]
-    fn pure_v2_layout_is_found_at_sys_fs_cgroup() {
-        let text = "30 25 0:26 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw,nsdelegate\n";
-        let l = CgroupLayout::from_mounts(&parse_mountinfo(text), None, "synapse").unwrap();
-        assert_eq!(l.v2, PathBuf::from("/sys/fs/cgroup"));
-        assert_eq!(l.v1_memory, None);
-    }
-
-    #[test]
-    fn no_cgroup2_is_a_clear_error() {
-        let text = "35 25 0:30 / /sys/fs/cgroup ro - tmpfs tmpfs ro\n";
-        let err = CgroupLayout::from_mounts(&parse_mountinfo(text), None, "s").unwrap_err();
-        assert!(err.to_string().contains("no cgroup v2 hierarchy"));
-    }
-}
+mod tests;

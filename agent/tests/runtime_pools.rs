@@ -131,6 +131,13 @@ fn keep_alive_retires_idle_instances() {
 #[test]
 fn an_invocation_held_by_a_crashing_instance_is_retried_once() {
     let marker = tempfile::tempdir().unwrap();
+    // The instances run as their function's own uid: they make the marker in a folder open
+    // to them.
+    std::fs::set_permissions(
+        marker.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
     let file = marker.path().join("crashed");
     let args = format!("\"--crash-once-file\", \"{}\"", file.display());
     let fx = start("crash", &function("f", &args, ""));

@@ -2,7 +2,7 @@
 //! the capabilities the unit grants (`CapabilityBoundingSet=` of
 //! `systemd/synapse-agent.service`, applied with setpriv) and no new privileges, it moves
 //! itself into the leaf `agent/` of its cgroup, loads its eBPF programs, runs an instance with
-//! a memory limit in a cgroup below its own and with no capability, tells `NOTIFY_SOCKET`
+//! a memory limit in a cgroup below its own, as its own uid and with no capability, tells `NOTIFY_SOCKET`
 //! `READY=1` once the gateway listens, and `STOPPING=1` when it is stopped. Needs root, like
 //! the other kernel tests.
 
@@ -99,7 +99,7 @@ fn with_only_the_units_capabilities_the_agent_serves_and_tells_systemd() {
     require_root();
     assert_eq!(
         bounding_set_of_the_unit(),
-        "-all,+bpf,+perfmon,+dac_override,+setpcap"
+        "-all,+bpf,+perfmon,+dac_override,+setpcap,+setuid,+setgid,+kill"
     );
     let dir = tempfile::tempdir().unwrap();
     let systemd = UnixDatagram::bind(dir.path().join("notify")).unwrap();
@@ -152,10 +152,11 @@ fn with_only_the_units_capabilities_the_agent_serves_and_tells_systemd() {
     // READY means the gateway already listens: no waiting here.
     TcpStream::connect(("127.0.0.1", ports + 1)).expect("the gateway listens at READY=1");
     let (_, effective) = capabilities(run.agent.id());
-    let (dac_override, setpcap, perfmon, bpf) = (1 << 1, 1 << 8, 1 << 38, 1 << 39);
+    let (dac_override, kill, setgid, setuid) = (1 << 1, 1 << 5, 1 << 6, 1 << 7);
+    let (setpcap, perfmon, bpf) = (1 << 8, 1 << 38, 1 << 39);
     assert_eq!(
         effective,
-        dac_override | setpcap | perfmon | bpf,
+        dac_override | kill | setgid | setuid | setpcap | perfmon | bpf,
         "the unit's capabilities only"
     );
     // The unit's cgroup is delegated: the agent moved itself into its leaf.
@@ -203,6 +204,12 @@ fn with_only_the_units_capabilities_the_agent_serves_and_tells_systemd() {
             capabilities(pid),
             (0, 0),
             "instance {pid}: bounding, effective"
+        );
+        // As its function's own uid (the first of [instances] uid_range), not root.
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        assert!(
+            status.contains("\nUid:\t61000\t61000\t61000\t61000\n"),
+            "instance {pid}: {status}"
         );
     }
 

@@ -9,6 +9,11 @@
 //! `--crash-once-file F` aborts on the first request of the first instance (the one that
 //! creates F). `--fail-rate R` (0..=1) answers that share of requests with 500, spread
 //! evenly over the requests (R = 1 fails every one), like a broken build of a function.
+//! To probe its own isolation it can, on request, try what a hostile function would:
+//! `read=PATH` reads a file (the answer's `read` is `ok` or the errno), `fd=N` names what its
+//! descriptor N is (`fd`: the link's target, or null), and `fork=N` starts up to N child
+//! processes that wait forever, stopping at the first fork the kernel refuses (`forked`, and
+//! `fork_errno`, 0 when all N started).
 //!
 //! Each answer is JSON with the process id, the body's size and byte sum, the requests in
 //! flight, and `ready_within_s`: an upper bound, from the process's own clocks, on the time
@@ -183,7 +188,9 @@ fn serve(
     }
     let target = request_line.split_whitespace().nth(1).unwrap_or("/");
     let query = target.split_once('?').map_or("", |(_, q)| q);
+    let mut probes = String::new();
     for pair in query.split('&') {
+        probe(pair, &mut probes);
         if pair == "crash" || pair.starts_with("crash=") {
             std::process::abort();
         }
@@ -202,7 +209,7 @@ fn serve(
     thread::sleep(work);
     in_flight.fetch_sub(1, Ordering::SeqCst);
     let reply = format!(
-        "{{\"pid\":{},\"bytes\":{},\"in_flight\":{},\"sum\":{},\"ready_within_s\":{ready_within_s}}}\n",
+        "{{\"pid\":{},\"bytes\":{},\"in_flight\":{},\"sum\":{},\"ready_within_s\":{ready_within_s}{probes}}}\n",
         std::process::id(),
         body.len(),
         now,
@@ -219,6 +226,45 @@ fn serve(
         reply.len(),
         reply
     );
+}
+
+/// The isolation probes of one query pair (see the module's comment), appended to the answer
+/// as JSON members.
+fn probe(pair: &str, out: &mut String) {
+    if let Some(path) = pair.strip_prefix("read=") {
+        let result = match std::fs::read(path) {
+            Ok(_) => "\"ok\"".to_string(),
+            Err(e) => e.raw_os_error().unwrap_or(-1).to_string(),
+        };
+        out.push_str(&format!(",\"read\":{result}"));
+    }
+    if let Some(fd) = pair.strip_prefix("fd=").and_then(|v| v.parse::<u32>().ok()) {
+        let target = std::fs::read_link(format!("/proc/self/fd/{fd}"))
+            .ok()
+            .map(|t| t.to_string_lossy().into_owned());
+        out.push_str(&format!(",\"fd\":{}", serde_json::json!(target)));
+    }
+    if let Some(n) = pair
+        .strip_prefix("fork=")
+        .and_then(|v| v.parse::<u32>().ok())
+    {
+        let (mut forked, mut errno) = (0, 0);
+        while forked < n {
+            // SAFETY: the child only calls pause(2), async-signal-safe, until it is killed.
+            match unsafe { libc::fork() } {
+                0 => loop {
+                    // SAFETY: as above.
+                    unsafe { libc::pause() };
+                },
+                -1 => {
+                    errno = std::io::Error::last_os_error().raw_os_error().unwrap_or(-1);
+                    break;
+                }
+                _ => forked += 1,
+            }
+        }
+        out.push_str(&format!(",\"forked\":{forked},\"fork_errno\":{errno}"));
+    }
 }
 
 /// Time since this process was created (its fork, which comes before its exec), on the boot

@@ -98,6 +98,18 @@ pub struct FunctionSpec {
     /// Memory limit of each instance in MiB, applied through its cgroup (kind `process`).
     /// Default: none.
     pub memory_mb: Option<u64>,
+    /// Account its instances run as: a user name or a uid, never root (kind `process`).
+    /// Default: `[instances] user`, else a uid of its own from `[instances] uid_range`.
+    #[serde(default, deserialize_with = "super::instances::user_name_or_id")]
+    pub user: Option<String>,
+    /// Most processes and threads in each instance (cgroup `pids.max`), 1 ..= 4194304
+    /// (kind `process`). Default 256.
+    #[serde(default = "default_pids_max")]
+    pub pids_max: u64,
+    /// CPU time each instance may use, in CPUs (0.5 is half of one CPU, 2 two CPUs; cgroup
+    /// `cpu.max`, or `cpu.cfs_quota_us` on v1), 0.01 ..= 4096 (kind `process`). Default:
+    /// unlimited.
+    pub cpu: Option<f64>,
     /// Invocations one instance serves at once. Default 1.
     #[serde(default = "one")]
     pub concurrency: u32,
@@ -132,6 +144,62 @@ pub struct FunctionSpec {
     pub queue_timeout: Duration,
 }
 
+/// Highest `pids_max`: the kernel's own limit on pids (`PID_MAX_LIMIT`).
+pub const MAX_PIDS: u64 = 4_194_304;
+/// Bounds of `cpu`: the kernel refuses quotas under 1 ms per 100 ms period.
+pub const CPU_RANGE: std::ops::RangeInclusive<f64> = 0.01..=4096.0;
+
+impl FunctionSpec {
+    /// The cgroup limits of its instances.
+    pub fn limits(&self) -> crate::cgroup::Limits {
+        crate::cgroup::Limits {
+            memory_mb: self.memory_mb,
+            pids_max: Some(self.pids_max),
+            cpu_quota_us: self
+                .cpu
+                .map(|cpus| (cpus * crate::cgroup::CPU_PERIOD_US as f64).round() as u64),
+        }
+    }
+
+    /// Checks the isolation settings: `user` resolves to an account that is not root (or,
+    /// without one, the function's uid of `[instances] uid_range` is no account's),
+    /// `pids_max` and `cpu` in range. The error names the field (without the function).
+    /// `index` is the function's among the configured ones (its uid when it has no user).
+    pub fn check_isolation(
+        &self,
+        instances: &super::InstancesConfig,
+        index: u32,
+    ) -> Result<(), (&'static str, String)> {
+        if let Some(user) = &self.user {
+            instances.check_user(user).map_err(|e| ("user", e))?;
+        } else if self.kind == FunctionKind::Process && instances.user.is_none() {
+            instances.account(None, index).map_err(|e| ("user", e))?;
+        }
+        if !(1..=MAX_PIDS).contains(&self.pids_max) {
+            return Err((
+                "pids_max",
+                format!("must be between 1 and {MAX_PIDS}, got {}", self.pids_max),
+            ));
+        }
+        if let Some(cpu) = self.cpu
+            && !CPU_RANGE.contains(&cpu)
+        {
+            return Err((
+                "cpu",
+                format!(
+                    "must be a number of CPUs between {} and {}, got {cpu}",
+                    CPU_RANGE.start(),
+                    CPU_RANGE.end()
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn default_pids_max() -> u64 {
+    256
+}
 fn one() -> u32 {
     1
 }
@@ -164,4 +232,99 @@ fn default_queue_limit() -> usize {
 }
 fn default_queue_timeout() -> Duration {
     Duration::from_secs(10)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::AgentConfig;
+
+    fn parse(extra: &str) -> Result<AgentConfig, String> {
+        let text = format!("[[functions]]\nname = \"f\"\ncommand = \"/bin/x\"\n{extra}\n");
+        AgentConfig::parse(&text, "a.toml").map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn isolation_defaults_are_256_pids_no_cpu_limit_and_a_uid_of_the_range() {
+        let c = parse("").unwrap();
+        let f = &c.functions[0];
+        assert_eq!((f.user.as_deref(), f.pids_max, f.cpu), (None, 256, None));
+        let limits = f.limits();
+        assert_eq!((limits.pids_max, limits.cpu_quota_us), (Some(256), None));
+        assert_eq!(c.instances.account(None, 0).unwrap().uid, 61_000);
+        let half = parse("cpu = 0.5\npids_max = 32").unwrap().functions[0].limits();
+        assert_eq!((half.pids_max, half.cpu_quota_us), (Some(32), Some(50_000)));
+        let two = parse("cpu = 2").unwrap().functions[0].limits();
+        assert_eq!(two.cpu_quota_us, Some(200_000));
+    }
+
+    #[test]
+    fn users_are_resolved_when_the_configuration_is_checked() {
+        // `nobody` is in every user database; as a number too, quoted or not.
+        for user in ["\"nobody\"", "\"65534\"", "65534"] {
+            let c = parse(&format!("user = {user}")).unwrap();
+            assert_eq!(
+                c.instances
+                    .account(c.functions[0].user.as_deref(), 0)
+                    .unwrap()
+                    .uid,
+                65_534
+            );
+        }
+        for (user, expected) in [
+            ("\"root\"", "functions.f.user: `root` is root"),
+            ("0", "functions.f.user: `0` is root"),
+            (
+                "\"no-such-user-x\"",
+                "functions.f.user: no user `no-such-user-x`",
+            ),
+            (
+                "\"61001\"",
+                "functions.f.user: uid 61001 of `61001` is in instances.uid_range",
+            ),
+            ("-1", "expected a user name or a uid"),
+        ] {
+            let err = parse(&format!("user = {user}")).unwrap_err();
+            assert!(err.contains(expected), "{user}: {err}");
+        }
+        let err = AgentConfig::parse("[instances]\nuser = \"root\"\n", "a.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("instances.user: `root` is root"), "{err}");
+    }
+
+    #[test]
+    fn pids_and_cpu_out_of_range_are_refused() {
+        for (extra, expected) in [
+            (
+                "pids_max = 0",
+                "functions.f.pids_max: must be between 1 and 4194304, got 0",
+            ),
+            ("pids_max = 4194305", "functions.f.pids_max"),
+            (
+                "cpu = 0.0",
+                "functions.f.cpu: must be a number of CPUs between 0.01 and 4096",
+            ),
+            ("cpu = -1.0", "functions.f.cpu"),
+            ("cpu = nan", "functions.f.cpu"),
+            ("cpu = inf", "functions.f.cpu"),
+            ("cpu = 4097", "functions.f.cpu"),
+        ] {
+            let err = parse(extra).unwrap_err();
+            assert!(err.contains(expected), "{extra}: {err}");
+        }
+        assert!(parse("pids_max = 1\ncpu = 0.01").is_ok());
+        assert!(parse("pids_max = 4194304\ncpu = 4096").is_ok());
+    }
+
+    #[test]
+    fn a_uid_range_smaller_than_the_functions_is_refused() {
+        let text = "[instances]\nuid_range = [61000, 61000]\n\
+                    [[functions]]\nname = \"a\"\ncommand = \"/bin/x\"\n\
+                    [[functions]]\nname = \"b\"\ncommand = \"/bin/x\"\n";
+        let err = AgentConfig::parse(text, "a.toml").unwrap_err().to_string();
+        assert!(
+            err.contains("instances.uid_range: holds 1 uids but 2 functions"),
+            "{err}"
+        );
+    }
 }

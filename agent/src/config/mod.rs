@@ -7,12 +7,14 @@ use std::{collections::BTreeMap, net::SocketAddr, path::Path, path::PathBuf, tim
 use serde::Deserialize;
 
 mod function;
+mod instances;
 mod learning;
 mod policy;
 #[cfg(test)]
 mod shipped_file;
 
 pub use function::{ElementType, FunctionKind, FunctionSpec, TensorInput, TensorOutput, Transform};
+pub use instances::{Account, InstancesConfig};
 pub use learning::LearningConfig;
 pub use policy::{PolicyChoice, PolicySection};
 
@@ -26,6 +28,8 @@ pub struct AgentConfig {
     pub store: StoreConfig,
     pub cgroup: CgroupConfig,
     pub gateway: GatewayConfig,
+    /// Who function instances run as (`[instances]`, never root).
+    pub instances: InstancesConfig,
     /// The link to the hub; without a `[link]` table the agent runs alone.
     pub link: Option<crate::link::LinkConfig>,
     /// Functions the agent runs, each behind the gateway with its warm pool.
@@ -318,8 +322,11 @@ impl AgentConfig {
         if names.len() > synapse_agent_ebpf::MAX_FUNCTIONS as usize {
             return Err(("functions".into(), "too many functions".into()));
         }
-        for f in &self.functions {
+        self.instances.check(self.functions.len())?;
+        for (index, f) in self.functions.iter().enumerate() {
             let field = |name: &str| format!("functions.{}.{name}", f.name);
+            f.check_isolation(&self.instances, index as u32)
+                .map_err(|(name, reason)| (field(name), reason))?;
             if f.kind == FunctionKind::Process && f.command.is_none() {
                 return Err((
                     field("command"),

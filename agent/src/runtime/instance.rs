@@ -67,7 +67,7 @@ pub async fn run(
     let end = match f
         .env
         .layout
-        .create_instance(&f.spec.name, &name, f.spec.memory_mb)
+        .create_instance(&f.spec.name, &name, &f.spec.limits())
     {
         Ok(cgroup) => {
             let end = live(&f, seq, &name, &cgroup, retire, &mut shutdown).await;
@@ -151,7 +151,12 @@ async fn live(
         return End::StartFailed(format!("{e:#}"));
     }
     let spawned: Result<_> = process::free_port().and_then(|port| {
-        let child = process::spawn(&f.spec, name, cgroup, port)?;
+        let account = f
+            .env
+            .instances
+            .account(f.spec.user.as_deref(), f.id)
+            .map_err(|e| anyhow::anyhow!("function {}: {e}", f.spec.name))?;
+        let child = process::spawn(&f.spec, name, cgroup, port, account)?;
         Ok((child, SocketAddr::from(([127, 0, 0, 1], port))))
     });
     let (mut child, addr) = match spawned {

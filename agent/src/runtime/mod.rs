@@ -76,6 +76,8 @@ pub struct RuntimeEnv {
     /// thread, whose own runtime ends before the instances are stopped at shutdown: a task
     /// left there would be cancelled instead of stopping its instance with the grace period.
     pub tasks: tokio::runtime::Handle,
+    /// Who the instances run as (`[instances]`).
+    pub instances: crate::config::InstancesConfig,
 }
 
 /// Why an invocation got no instance.
