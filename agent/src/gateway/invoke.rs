@@ -8,7 +8,6 @@ use std::{
     time::{Duration, Instant},
 };
 
-use http_body_util::{BodyExt as _, Limited};
 use hyper::{Method, StatusCode, body::Incoming, header, http::request::Parts};
 use tracing::info;
 
@@ -16,6 +15,7 @@ use super::{
     Answer, Gateway, error,
     forward::{self, Fields, ForwardError},
     reply::Reply,
+    request::{self, BodyError},
 };
 use crate::runtime::{FunctionRuntime, InvocationRecord, LeaseError};
 
@@ -43,21 +43,31 @@ impl Gateway {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<usize>().ok());
         let body = if declared.is_some_and(|n| n > limit) {
-            None
+            Err(BodyError::TooLarge)
         } else {
-            Limited::new(body, limit)
-                .collect()
-                .await
-                .ok()
-                .map(|c| c.to_bytes())
+            request::collect(body, limit, self.pace).await
         };
         let reply = match body {
-            Some(body) => {
+            Ok(body) => {
                 let fields = forward::fields_of(&head.headers);
                 self.invoke_served(name, index, &f, arrived, head.uri.query(), &fields, &body)
                     .await
             }
-            None => too_large(name, limit),
+            Err(BodyError::TooLarge) => too_large(name, limit),
+            Err(BodyError::Late) => {
+                self.served[index].series.response(408);
+                let mut answer = late().into_answer();
+                answer.headers_mut().insert(
+                    header::CONNECTION,
+                    header::HeaderValue::from_static("close"),
+                );
+                return answer;
+            }
+            // The client is gone: whatever is answered is not read.
+            Err(BodyError::Broken) => Reply::refused(
+                StatusCode::BAD_REQUEST,
+                "the request body was cut off".into(),
+            ),
         };
         self.served[index].series.response(reply.status());
         reply.into_answer()
@@ -176,6 +186,15 @@ impl Gateway {
             },
         );
     }
+}
+
+/// The answer to a body that came too slowly; its connection is closed after it.
+pub(super) fn late() -> Reply {
+    Reply::refused(
+        StatusCode::REQUEST_TIMEOUT,
+        "the request body came too slowly (gateway.body_idle_timeout, gateway.body_min_rate)"
+            .into(),
+    )
 }
 
 /// The answer to a body over the function's `max_request_bytes`.
