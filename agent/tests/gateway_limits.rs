@@ -2,7 +2,8 @@
 //! real instance: new clients are served while thousands of idle connections are held, past
 //! `max_connections` new ones are refused and counted, a body that stalls or trickles is
 //! answered 408 on either path, memory follows the bytes received rather than the lengths
-//! declared, and no client's behaviour retires or holds the instance. Runs as root.
+//! declared, and no client's behaviour — gone mid-body or mid-answer, slow, or sending what
+//! the instance cannot read — retires or holds the instance. Runs as root.
 
 mod common;
 
@@ -301,6 +302,14 @@ fn no_client_retires_or_holds_the_instance() {
             });
         drop(s);
     }
+    // A header the instance cannot read (not UTF-8): it closes the connection without an
+    // answer. That invocation fails (502, after one more try), the instance stays.
+    let mut s = connect(port);
+    s.write_all(format!("{invoke}X-Junk: ").as_bytes()).unwrap();
+    s.write_all(b"\xff\r\nConnection: close\r\nContent-Length: 1\r\n\r\na")
+        .unwrap();
+    let said = until_closed(&mut s);
+    assert!(said.starts_with("HTTP/1.1 502 "), "{said}");
     // A body that stalls (408), and a head that never ends.
     let said = stalls(port, &format!("{invoke}Content-Length: 9\r\n\r\n"), b"a");
     assert!(said.starts_with("HTTP/1.1 408 "), "{said}");
