@@ -73,15 +73,32 @@ impl Loads {
         // A thread holding back may accept now. Each thread looks after its own increment
         // (sequentially consistent), so of two threads accepting at once the later one sees
         // both counts; a thread not waiting keeps the wake as a permit and looks once more.
-        for other in (0..self.held.len()).filter(|&t| t != me) {
-            if self.may_accept(other) {
-                self.wake[other].notify_one();
-            }
-        }
+        self.wake_those_that_may(me);
         Some(Held {
             loads: self.clone(),
             me,
         })
+    }
+
+    /// Wakes the threads other than `me` that may accept: in one pass over the loads, the two
+    /// least, so that each thread's rule is checked against the least of the others in one
+    /// step.
+    fn wake_those_that_may(&self, me: usize) {
+        let (mut least, mut at, mut second) = (usize::MAX, usize::MAX, usize::MAX);
+        for (t, load) in self.held.iter().enumerate() {
+            let load = load.load(SeqCst);
+            if load < least {
+                (second, least, at) = (least, load, t);
+            } else if load < second {
+                second = load;
+            }
+        }
+        for (t, load) in self.held.iter().enumerate().filter(|&(t, _)| t != me) {
+            let others = if t == at { second } else { least };
+            if load.load(SeqCst) <= others.saturating_add(1) {
+                self.wake[t].notify_one();
+            }
+        }
     }
 
     /// Connections held by all threads.
@@ -174,6 +191,30 @@ mod tests {
         let held = loads.admit(0).unwrap();
         drop(held);
         assert!(wakes(loads.woken(0)).await);
+    }
+
+    /// Whether thread `t` has a wake waiting, taking it.
+    async fn has_wake(loads: &Loads, t: usize) -> bool {
+        tokio::time::timeout(Duration::ZERO, loads.woken(t).notified())
+            .await
+            .is_ok()
+    }
+
+    #[tokio::test]
+    async fn a_connection_wakes_exactly_the_other_threads_that_may_accept() {
+        let loads = loads(4, 100);
+        let mut held = Vec::new();
+        // Connections taken in an uneven order: after each, the wakes match the rule.
+        for me in [0, 0, 1, 2, 0, 3, 3, 1, 2, 2, 0, 1] {
+            for t in 0..4 {
+                has_wake(&loads, t).await;
+            }
+            held.push(loads.admit(me).unwrap());
+            for t in (0..4).filter(|&t| t != me) {
+                assert_eq!(has_wake(&loads, t).await, loads.may_accept(t), "thread {t}");
+            }
+            assert!(!has_wake(&loads, me).await, "a thread does not wake itself");
+        }
     }
 
     #[tokio::test]
