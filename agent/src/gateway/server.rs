@@ -17,6 +17,7 @@
 use std::{
     convert::Infallible,
     net::{SocketAddr, TcpListener as StdListener},
+    os::fd::AsRawFd as _,
     pin::Pin,
     sync::Arc,
     task::{Context, Poll},
@@ -187,7 +188,17 @@ retry-after: 1\r\nconnection: close\r\ncontent-length: 65\r\n\r\n\
 /// Answers a connection past the cap with 503, if its socket takes the answer at once, and
 /// closes it (on dropping `stream`): nothing of it is read or waited for.
 fn refuse(stream: &TcpStream) {
-    let _ = stream.try_write(REFUSED);
+    // A plain non-blocking `send`: tokio's `try_write` would wait for the event loop to have
+    // seen the new socket writable first.
+    // SAFETY: `send` reads `REFUSED.len()` bytes of a static, on a socket `stream` keeps open.
+    unsafe {
+        libc::send(
+            stream.as_raw_fd(),
+            REFUSED.as_ptr().cast(),
+            REFUSED.len(),
+            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+        )
+    };
 }
 
 /// Raises the soft limit on open files to the hard one, so that the connections the gateway
