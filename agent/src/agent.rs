@@ -166,6 +166,7 @@ pub async fn run(config: AgentConfig) -> Result<()> {
         gateway,
         config.gateway.threads,
         config.gateway.header_read_timeout,
+        config.gateway.limits(),
         runtime.clone(),
         metrics.clone(),
         records_tx,

@@ -97,6 +97,8 @@ pub struct Metrics {
     pub idle_memory_mb_seconds: Family<FunctionLabel, Counter<f64, AtomicU64>>,
     pub instance_ends: Family<EndLabel, Counter>,
     pub invocation_records_dropped: Counter,
+    pub gateway_connections_open: Gauge,
+    pub gateway_connections_refused: Counter,
     pub cold_starts: Family<FunctionLabel, Counter>,
     pub cold_start_seconds: HistogramFamily<FunctionLabel>,
     pub first_request_seconds: HistogramFamily<FunctionLabel>,
@@ -186,6 +188,18 @@ impl Metrics {
         r.register("instance_ends", "Instances that ended, by reason: retired, stopped, exited, crashed, out_of_memory, never_ready, start_failed", instance_ends.clone());
         let invocation_records_dropped = Counter::default();
         r.register("invocation_records_dropped", "Invocation records not stored because the telemetry loop lagged (metrics still count them)", invocation_records_dropped.clone());
+        let gateway_connections_open = Gauge::default();
+        r.register(
+            "gateway_connections_open",
+            "Client connections the gateway holds open",
+            gateway_connections_open.clone(),
+        );
+        let gateway_connections_refused = Counter::default();
+        r.register(
+            "gateway_connections_refused",
+            "Client connections closed at once because the gateway held gateway.max_connections",
+            gateway_connections_refused.clone(),
+        );
         let cold_starts = Family::default();
         r.register(
             "cold_starts",
@@ -298,6 +312,8 @@ impl Metrics {
             idle_memory_mb_seconds,
             instance_ends,
             invocation_records_dropped,
+            gateway_connections_open,
+            gateway_connections_refused,
             cold_starts,
             cold_start_seconds,
             first_request_seconds,

@@ -7,6 +7,7 @@ use std::{collections::BTreeMap, net::SocketAddr, path::Path, path::PathBuf, tim
 use serde::Deserialize;
 
 mod function;
+mod gateway;
 mod instances;
 mod learning;
 mod policy;
@@ -131,14 +132,30 @@ pub struct GatewayConfig {
     /// one); past it the connection is closed. Between 1 ms and 1 h. Default 30 s.
     #[serde(with = "humantime_serde")]
     pub header_read_timeout: Duration,
+    // Limits on clients. Past `max_connections` held (1 to 1,000,000; default 10,000) new
+    // connections get 503 and are closed. A request body whose next byte takes longer than
+    // `body_idle_timeout` (1 ms to 1 h; default 30 s), or whose average rate falls under
+    // `body_min_rate` bytes/s (0, none, to 1 GiB/s; default 1024) once `body_rate_grace`
+    // (1 ms to 1 h; default 10 s) has passed since its head, gets 408 and its connection closed.
+    pub max_connections: usize,
+    #[serde(with = "humantime_serde")]
+    pub body_idle_timeout: Duration,
+    pub body_min_rate: u64,
+    #[serde(with = "humantime_serde")]
+    pub body_rate_grace: Duration,
 }
 
 impl Default for GatewayConfig {
     fn default() -> Self {
+        let limits = crate::gateway::Limits::default();
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             threads: 0,
             header_read_timeout: Duration::from_secs(30),
+            max_connections: limits.max_connections,
+            body_idle_timeout: limits.body_idle_timeout,
+            body_min_rate: limits.body_min_rate,
+            body_rate_grace: limits.body_rate_grace,
         }
     }
 }
@@ -278,6 +295,7 @@ impl AgentConfig {
                 ),
             ));
         }
+        self.gateway.check_limits()?;
         // The agent removes what it finds under its subtree at start: an absolute path would
         // point that clean-up at any folder of the hierarchy.
         let subtree = &self.cgroup.subtree;

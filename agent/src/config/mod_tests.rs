@@ -110,3 +110,54 @@ fn a_process_function_without_command_is_refused() {
         "{err}"
     );
 }
+
+#[test]
+fn the_gateway_limits_on_clients_are_range_checked() {
+    let c = AgentConfig::parse("", "t.toml").unwrap().gateway;
+    assert_eq!(
+        (
+            c.max_connections,
+            c.body_idle_timeout,
+            c.body_min_rate,
+            c.body_rate_grace
+        ),
+        (
+            10_000,
+            Duration::from_secs(30),
+            1024,
+            Duration::from_secs(10)
+        )
+    );
+    for (text, message) in [
+        (
+            "max_connections = 0",
+            "gateway.max_connections: must be between 1 and 1000000, got 0",
+        ),
+        (
+            "body_idle_timeout = \"0s\"",
+            "gateway.body_idle_timeout: must be between 1ms and 1h",
+        ),
+        (
+            "body_rate_grace = \"2h\"",
+            "gateway.body_rate_grace: must be between 1ms and 1h",
+        ),
+        (
+            "body_min_rate = 2000000000",
+            "gateway.body_min_rate: must be at most 1073741824",
+        ),
+    ] {
+        let err = AgentConfig::parse(&format!("[gateway]\n{text}\n"), "a.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(message), "{text}: {err}");
+    }
+    let ok = "[gateway]\nmax_connections = 5\nbody_idle_timeout = \"200ms\"\nbody_min_rate = 0\n";
+    assert_eq!(
+        AgentConfig::parse(ok, "a.toml")
+            .unwrap()
+            .gateway
+            .limits()
+            .max_connections,
+        5
+    );
+}

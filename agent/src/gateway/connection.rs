@@ -13,6 +13,10 @@
 //! connections answer their requests in order (pipelined bytes stay in the buffer for the
 //! next one) and close after an answer to `Connection: close`.
 //!
+//! A body is read as it arrives — the buffer grows with the bytes received, not with the length
+//! declared — at the pace `gateway.body_*` allows (`request.rs`): a client that falls behind is
+//! answered 408 and the connection closed, before any instance is involved.
+//!
 //! hyper serves the rest as before: other paths, the listing, chunked bodies,
 //! `Expect: 100-continue`, HTTP/1.0, malformed heads, and the answers that do not read the
 //! body — an unknown function (404) and a declared body over the limit (413).
@@ -27,13 +31,15 @@ use tokio::{
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    Gateway,
-    request::{self, Head, MAX_HEADERS},
+    Gateway, invoke,
+    request::{self, BodyPace, Head, MAX_HEADERS},
     server::{Client, Replay, serve_hyper},
 };
 
 /// A connection's buffer to begin with; grown to hold a request's whole body when needed.
 const BUFFER: usize = 4096;
+/// Most room made for a body ahead of its bytes: the buffer grows as they come.
+const BODY_AHEAD: usize = 64 * 1024;
 /// Past this, a buffer is given back once it is empty, so idle connections stay small.
 const KEEP_BUFFER: usize = 64 * 1024;
 /// Answer bodies up to this size go out in the same write as the head.
@@ -81,7 +87,7 @@ pub(super) async fn serve(
                     }
                     let arrived = *arrived.get_or_insert_with(Instant::now);
                     if buf.len() < invoke.end() {
-                        Some(invoke.end())
+                        Some((invoke.end(), invoke.head_len, arrived, index))
                     } else {
                         let body = &buf[invoke.head_len..invoke.end()];
                         let reply = gateway
@@ -114,8 +120,19 @@ pub(super) async fn serve(
                 }
             };
             let read = match want {
-                // The rest of the body (no timeout, as hyper).
-                Some(end) => read_body(&mut stream, &mut buf, end).await,
+                // The rest of the body, at the pace allowed.
+                Some((end, head_len, arrived, index)) => {
+                    match read_body(&mut stream, &mut buf, end, head_len, arrived, gateway.pace)
+                        .await
+                    {
+                        Ok(Body::Late) => {
+                            gateway.served[index].series.response(408);
+                            late(&mut stream, &mut out).await;
+                            return;
+                        }
+                        read => read.map(|body| body == Body::Whole),
+                    }
+                }
                 None => {
                     if first && buf.is_empty() {
                         match read_now(&stream, &mut buf) {
@@ -175,15 +192,52 @@ async fn write_answer(
     }
 }
 
-/// Reads until `buf` holds `end` bytes; `false` when the client went away first.
-async fn read_body(stream: &mut TcpStream, buf: &mut Vec<u8>, end: usize) -> std::io::Result<bool> {
-    reserve(buf, end - buf.len());
+/// How reading a body ended.
+#[derive(PartialEq, Eq)]
+enum Body {
+    Whole,
+    /// The client closed the connection first.
+    Gone,
+    /// Past the pace's deadline.
+    Late,
+}
+
+/// Reads until `buf` holds `end` bytes, the body starting at `head_len`, its head read at
+/// `started`, at `pace`. The buffer grows by at most [`BODY_AHEAD`] ahead of the bytes.
+async fn read_body(
+    stream: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    end: usize,
+    head_len: usize,
+    started: Instant,
+    pace: BodyPace,
+) -> std::io::Result<Body> {
+    let mut last = started;
+    let late = tokio::time::sleep_until(pace.deadline(started, last, buf.len() - head_len).into());
+    tokio::pin!(late);
     while buf.len() < end {
-        if stream.read_buf(buf).await? == 0 {
-            return Ok(false);
+        reserve(buf, (end - buf.len()).min(BODY_AHEAD));
+        tokio::select! {
+            biased;
+            read = stream.read_buf(buf) => {
+                if read? == 0 {
+                    return Ok(Body::Gone);
+                }
+                last = Instant::now();
+                let next = pace.deadline(started, last, buf.len() - head_len);
+                late.as_mut().reset(next.into());
+            }
+            _ = late.as_mut() => return Ok(Body::Late),
         }
     }
-    Ok(true)
+    Ok(Body::Whole)
+}
+
+/// Answers 408 to a body that came too slowly, on a connection that closes after it.
+async fn late(stream: &mut TcpStream, out: &mut Vec<u8>) {
+    out.clear();
+    let body = invoke::late().write_head(out, true);
+    let _ = write_answer(stream, out, &body).await;
 }
 
 /// Room for at least `n` more bytes.

@@ -8,16 +8,17 @@ use std::{
     time::{Duration, Instant},
 };
 
-use http_body_util::{BodyExt as _, Limited};
 use hyper::{Method, StatusCode, body::Incoming, header, http::request::Parts};
+use tokio::net::TcpStream;
 use tracing::info;
 
 use super::{
     Answer, Gateway, error,
     forward::{self, Fields, ForwardError},
     reply::Reply,
+    request::{self, BodyError},
 };
-use crate::runtime::{FunctionRuntime, InvocationRecord, LeaseError};
+use crate::runtime::{FunctionRuntime, InvocationRecord, LeaseError, pool::Lease};
 
 impl Gateway {
     /// The function named `name`: where it is among the served, and its runtime now.
@@ -43,21 +44,31 @@ impl Gateway {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<usize>().ok());
         let body = if declared.is_some_and(|n| n > limit) {
-            None
+            Err(BodyError::TooLarge)
         } else {
-            Limited::new(body, limit)
-                .collect()
-                .await
-                .ok()
-                .map(|c| c.to_bytes())
+            request::collect(body, limit, self.pace).await
         };
         let reply = match body {
-            Some(body) => {
+            Ok(body) => {
                 let fields = forward::fields_of(&head.headers);
                 self.invoke_served(name, index, &f, arrived, head.uri.query(), &fields, &body)
                     .await
             }
-            None => too_large(name, limit),
+            Err(BodyError::TooLarge) => too_large(name, limit),
+            Err(BodyError::Late) => {
+                self.served[index].series.response(408);
+                let mut answer = late().into_answer();
+                answer.headers_mut().insert(
+                    header::CONNECTION,
+                    header::HeaderValue::from_static("close"),
+                );
+                return answer;
+            }
+            // The client is gone: whatever is answered is not read.
+            Err(BodyError::Broken) => Reply::refused(
+                StatusCode::BAD_REQUEST,
+                "the request body was cut off".into(),
+            ),
         };
         self.served[index].series.response(reply.status());
         reply.into_answer()
@@ -130,9 +141,9 @@ impl Gateway {
                     };
                 }
                 Err(e @ (ForwardError::Connect(_) | ForwardError::Broken(_))) if !retried => {
-                    // The instance refused the invocation or died holding it: once, on another.
+                    // The instance refused the invocation or broke it off: once, on another.
                     info!(function = %name, instance = %lease.instance, "instance failed the invocation ({e}); retrying once on another");
-                    f.retire(lease.seq);
+                    blame(f, &lease, &e).await;
                     retried = true;
                 }
                 Err(e) => {
@@ -140,7 +151,7 @@ impl Gateway {
                     let status = match e {
                         ForwardError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
                         _ => {
-                            f.retire(lease.seq);
+                            blame(f, &lease, &e).await;
                             StatusCode::BAD_GATEWAY
                         }
                     };
@@ -176,6 +187,49 @@ impl Gateway {
             },
         );
     }
+}
+
+/// Retires the leased instance after `e` when nothing listens on it any more: it refused
+/// the connection, or it broke the exchange off and is going ([`gone`]) — a crash. One that
+/// broke an exchange off but is serving still is left in service: the break may come of the
+/// request — a header it could not read, a body it would not take — and no client may take a
+/// healthy instance out of service that way. Nor may the agent's own trouble (out of file
+/// descriptors) retire it.
+async fn blame(f: &FunctionRuntime, lease: &Lease, e: &ForwardError) {
+    let gone = match e {
+        ForwardError::Connect(e) => e.kind() == std::io::ErrorKind::ConnectionRefused,
+        ForwardError::Broken(_) => gone(lease.addr).await,
+        ForwardError::Timeout(_) => false,
+    };
+    if gone {
+        f.retire(lease.seq);
+    }
+}
+
+/// Whether the instance at `addr` is going: its listener refuses a new connection, or resets
+/// it at once. A process that dies closes the connection it broke off before its listener,
+/// which resets the connections waiting on it as it closes; a live instance holds a
+/// connection open, waiting for its request, and the probe is closed after a short look.
+async fn gone(addr: std::net::SocketAddr) -> bool {
+    use tokio::io::AsyncReadExt as _;
+    // Loopback answers at once: the bounds only keep a stuck probe from holding the answer.
+    let probe = tokio::time::timeout(Duration::from_secs(1), TcpStream::connect(addr)).await;
+    let mut probe = match probe {
+        Ok(Ok(probe)) => probe,
+        Ok(Err(e)) => return e.kind() == std::io::ErrorKind::ConnectionRefused,
+        Err(_) => return false,
+    };
+    let read = tokio::time::timeout(Duration::from_millis(100), probe.read(&mut [0u8; 1])).await;
+    matches!(read, Ok(Ok(0) | Err(_)))
+}
+
+/// The answer to a body that came too slowly; its connection is closed after it.
+pub(super) fn late() -> Reply {
+    Reply::refused(
+        StatusCode::REQUEST_TIMEOUT,
+        "the request body came too slowly (gateway.body_idle_timeout, gateway.body_min_rate)"
+            .into(),
+    )
 }
 
 /// The answer to a body over the function's `max_request_bytes`.

@@ -4,7 +4,7 @@
 //! `GET /v1/functions` lists the pools.
 //!
 //! Answers of its own: 404 for an unknown function, 413 for a body over the function's
-//! `max_request_bytes`, 503 with `Retry-After` when the queue is full or no instance became
+//! `max_request_bytes`, 408 (closing the connection) for a body that comes too slowly, 503 with `Retry-After` when the queue is full or no instance became
 //! ready in time, 502 when the instance failed (the invocation of an instance that refused it
 //! or died holding it is retried once on another instance first), 504 past the invocation
 //! timeout.
@@ -20,6 +20,7 @@
 mod connection;
 pub mod forward;
 mod invoke;
+mod loads;
 mod records;
 pub mod remote;
 mod reply;
@@ -46,7 +47,8 @@ use hyper::{
 use tokio::sync::{mpsc, watch};
 use tracing::info;
 
-use self::{records::RecordSink, series::FunctionSeries};
+pub use self::server::Limits;
+use self::{records::RecordSink, request::BodyPace, series::FunctionSeries};
 use crate::{
     metrics::Metrics,
     runtime::{InvocationRecord, Runtime},
@@ -72,6 +74,8 @@ struct Gateway {
     remote: Option<Arc<remote::Remote>>,
     /// How long a client may take to send a request's head.
     header_read_timeout: Duration,
+    /// How slowly a client may send a request's body.
+    pace: BodyPace,
 }
 
 type Answer = Response<Full<Bytes>>;
@@ -172,6 +176,7 @@ pub async fn serve(
         listener,
         threads,
         HEADER_READ_TIMEOUT,
+        Limits::default(),
         runtime,
         metrics,
         records,
@@ -182,13 +187,14 @@ pub async fn serve(
 }
 
 /// Serves the gateway on a listener from [`bind`] with `threads` threads (0: one per CPU),
-/// closing connections whose request head takes longer than `header_read_timeout`,
-/// forwarding as `remote` routes, until `shutdown` turns true.
+/// closing connections whose request head takes longer than `header_read_timeout` or
+/// whose clients go past `limits`, forwarding as `remote` routes, until `shutdown` turns true.
 #[allow(clippy::too_many_arguments)] // the gateway's settings and the agent's parts it uses
 pub async fn serve_with_remote(
     listener: StdListener,
     threads: usize,
     header_read_timeout: Duration,
+    limits: Limits,
     runtime: Runtime,
     metrics: Arc<Metrics>,
     records: mpsc::Sender<InvocationRecord>,
@@ -214,6 +220,11 @@ pub async fn serve_with_remote(
         },
         remote,
         header_read_timeout,
+        pace: BodyPace {
+            idle_timeout: limits.body_idle_timeout,
+            min_rate: limits.body_min_rate,
+            grace: limits.body_rate_grace,
+        },
     });
     let threads = if threads == 0 {
         std::thread::available_parallelism().map_or(1, |n| n.get())
@@ -223,8 +234,15 @@ pub async fn serve_with_remote(
     let listen = listener
         .local_addr()
         .context("the gateway's listening socket")?;
-    let workers = server::start(&listener, threads, gateway, shutdown.clone())
-        .with_context(|| format!("starting the gateway on {listen} (gateway.listen)"))?;
+    let workers = server::start(
+        &listener,
+        threads,
+        limits.max_connections,
+        &metrics,
+        gateway,
+        shutdown.clone(),
+    )
+    .with_context(|| format!("starting the gateway on {listen} (gateway.listen)"))?;
     drop(listener);
     info!(%listen, threads, "gateway listening");
     crate::shutdown::stopped(&mut shutdown).await;

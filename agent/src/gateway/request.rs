@@ -4,6 +4,17 @@
 //! target — and where their body ends. Everything else is hyper's, which answers it as before:
 //! other paths and methods, HTTP/1.0, chunked bodies, `100-continue`, malformed heads (400).
 //! Pure: bytes in, a verdict out.
+//!
+//! Also how slowly a body may arrive ([`BodyPace`]), on either path, and the reading of a body
+//! on hyper's ([`collect`]): a client that stops sending, or sends slower than
+//! `gateway.body_min_rate`, is answered 408 and its connection closed — before any instance
+//! is leased, so a slow client never holds or harms one.
+
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use http_body_util::BodyExt as _;
+use hyper::body::Incoming;
 
 /// Most headers a request may have on the fast path, whose slots are part of each
 /// connection's state; a request with more goes to hyper (which takes up to 100).
@@ -118,6 +129,85 @@ fn invocation_target(target: &str) -> Option<(&str, Option<&str>)> {
     Some((name, query))
 }
 
+/// How slowly a client may send a request's body.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct BodyPace {
+    /// Longest wait for the body's next byte.
+    pub idle_timeout: Duration,
+    /// Slowest average, bytes per second since the head, once `grace` has passed (0: none).
+    pub min_rate: u64,
+    pub grace: Duration,
+}
+
+impl BodyPace {
+    /// When a body whose head was read at `started`, of which `received` bytes came, the
+    /// last at `last`, is late: at the idle timeout after its last byte, or when its average
+    /// rate falls under the minimum after the grace period, whichever comes first.
+    pub fn deadline(&self, started: Instant, last: Instant, received: usize) -> Instant {
+        let idle = last + self.idle_timeout;
+        if self.min_rate == 0 {
+            return idle;
+        }
+        // `received / min_rate` seconds is as long as those bytes may take.
+        let earned = Duration::from_secs_f64(received as f64 / self.min_rate as f64);
+        idle.min(started + earned.max(self.grace))
+    }
+}
+
+/// Why a body on hyper's path was not read.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum BodyError {
+    /// Over the function's `max_request_bytes`.
+    TooLarge,
+    /// Past [`BodyPace::deadline`].
+    Late,
+    /// The client broke the connection or the framing.
+    Broken,
+}
+
+/// Reads a whole body from hyper, at most `limit` bytes, at `pace`. Memory follows the bytes
+/// received, whatever length was declared.
+pub(super) async fn collect(
+    mut body: Incoming,
+    limit: usize,
+    pace: BodyPace,
+) -> Result<Bytes, BodyError> {
+    let started = Instant::now();
+    let mut last = started;
+    let mut received = 0usize;
+    let mut parts: Vec<Bytes> = Vec::new();
+    loop {
+        let late = tokio::time::Instant::from_std(pace.deadline(started, last, received));
+        let frame = match tokio::time::timeout_at(late, body.frame()).await {
+            Err(_) => return Err(BodyError::Late),
+            Ok(None) => break,
+            Ok(Some(Err(_))) => return Err(BodyError::Broken),
+            Ok(Some(Ok(frame))) => frame,
+        };
+        // Trailers are not passed on.
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        received += data.len();
+        if received > limit {
+            return Err(BodyError::TooLarge);
+        }
+        if !data.is_empty() {
+            last = Instant::now();
+            parts.push(data);
+        }
+    }
+    Ok(match parts.len() {
+        0 => Bytes::new(),
+        1 => parts.pop().unwrap_or_default(),
+        _ => {
+            let mut whole = BytesMut::with_capacity(received);
+            parts.iter().for_each(|p| whole.extend_from_slice(p));
+            whole.freeze()
+        }
+    })
+}
+
 /// A `Content-Length` value: digits only, as hyper takes it.
 fn content_length(value: &[u8]) -> Option<usize> {
     if value.is_empty() || value.len() > 19 || !value.iter().all(u8::is_ascii_digit) {
@@ -148,6 +238,28 @@ mod tests {
     }
 
     const INVOKE: &str = "POST /v1/functions/echo/invoke HTTP/1.1\r\nHost: x\r\n";
+
+    #[test]
+    fn a_body_is_late_at_its_idle_timeout_or_under_its_minimum_rate() {
+        let pace = BodyPace {
+            idle_timeout: Duration::from_secs(30),
+            min_rate: 1000,
+            grace: Duration::from_secs(10),
+        };
+        let t0 = Instant::now();
+        let s = Duration::from_secs;
+        // Nothing yet: the grace period, which is sooner than the idle timeout.
+        assert_eq!(pace.deadline(t0, t0, 0), t0 + s(10));
+        // 20 kB earned 20 s, sooner than the idle timeout after the last byte (35 s).
+        assert_eq!(pace.deadline(t0, t0 + s(5), 20_000), t0 + s(20));
+        assert_eq!(pace.deadline(t0, t0 + s(1), 100_000), t0 + s(31));
+        // Without a minimum rate, only the idle timeout counts.
+        let idle_only = BodyPace {
+            min_rate: 0,
+            ..pace
+        };
+        assert_eq!(idle_only.deadline(t0, t0 + s(2), 0), t0 + s(32));
+    }
 
     #[test]
     fn an_invocation_with_a_length_is_served_on_the_fast_path() {

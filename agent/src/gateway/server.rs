@@ -1,41 +1,41 @@
 //! The gateway's threads: each runs a single-threaded tokio runtime that accepts from the one
 //! listening socket they share and serves each connection from start to end. New connections
-//! go to the threads serving the fewest ([`Loads`]): a thread that holds more than one
-//! connection above another leaves the next ones to it. Left to whichever thread reaches
-//! `accept` first, one thread can gather more than its share while another has little to do,
-//! and at high concurrency the connections of the crowded one wait on it: the gateway's p99
-//! at 64 concurrent clients was a fifth higher that way (`SO_REUSEPORT` sockets per thread
-//! would split connections by hash, blind to load, too). A connection is served on the fast
-//! path for plain invocations (`connection.rs`), with hyper's HTTP/1.1 server from the first
-//! request that is not one. Like nginx's worker processes, an invocation never changes threads
-//! on its way through the gateway: no work stealing and no wake-ups across threads on the
-//! request path (a thread's count of connections is read by the others, never waited on). At
-//! shutdown a thread stops accepting, lets its connections finish the invocations in flight
-//! (idle keep-alive connections are closed at once) and ends.
+//! go to the threads serving the fewest (`loads.rs`): a thread that holds more than one
+//! connection above another leaves the next ones to it, and is woken when that changes. Left
+//! to whichever thread reaches `accept` first, one thread can gather more than its share while
+//! another has little to do, and at high concurrency the connections of the crowded one wait
+//! on it: the gateway's p99 at 64 concurrent clients was a fifth higher that way
+//! (`SO_REUSEPORT` sockets per thread would split connections by hash, blind to load, too). A
+//! connection is served on the fast path for plain invocations (`connection.rs`), with hyper's
+//! HTTP/1.1 server from the first request that is not one. Like nginx's worker processes, an
+//! invocation never changes threads on its way through the gateway: no work stealing and no
+//! wake-ups across threads on the request path. Past `gateway.max_connections` held by all
+//! threads, a new connection is answered 503 at once and closed. At shutdown a thread stops
+//! accepting, lets its connections finish the invocations in flight (idle keep-alive
+//! connections are closed at once) and ends.
 
 use std::{
     convert::Infallible,
     net::{SocketAddr, TcpListener as StdListener},
+    os::fd::AsRawFd as _,
     pin::Pin,
-    sync::{
-        Arc,
-        atomic::{AtomicUsize, Ordering::Relaxed},
-    },
+    sync::Arc,
     task::{Context, Poll},
     thread::JoinHandle,
+    time::Duration,
 };
 
 use hyper::{server::conn::http1, service::service_fn};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::{
     net::{TcpSocket, TcpStream},
-    sync::{Notify, watch},
+    sync::watch,
 };
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
-use tracing::warn;
+use tracing::{info, warn};
 
-use super::{Gateway, connection, records::FLUSH_EVERY, reply};
-use crate::shutdown::stopped;
+use super::{Gateway, connection, loads::Loads, records::FLUSH_EVERY, reply};
+use crate::{metrics::Metrics, shutdown::stopped};
 
 /// Connections waiting to be accepted.
 const BACKLOG: u32 = 1024;
@@ -55,15 +55,48 @@ pub(super) fn bind(addr: SocketAddr) -> std::io::Result<StdListener> {
     socket.listen(BACKLOG)?.into_std()
 }
 
-/// Starts `threads` threads serving `listener` (from [`bind`]).
+/// The gateway's limits on its clients (`[gateway]` in the agent's configuration).
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Connections held by all threads together; past it new ones are refused.
+    pub max_connections: usize,
+    /// Longest wait for the next byte of a request's body.
+    pub body_idle_timeout: Duration,
+    /// Slowest a body may arrive, bytes per second on average, once `body_rate_grace` has
+    /// passed since its head (0: no minimum).
+    pub body_min_rate: u64,
+    pub body_rate_grace: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_connections: 10_000,
+            body_idle_timeout: Duration::from_secs(30),
+            body_min_rate: 1024,
+            body_rate_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Starts `threads` threads serving `listener` (from [`bind`]), holding at most
+/// `max_connections` connections together.
 pub(super) fn start(
     listener: &StdListener,
     threads: usize,
+    max_connections: usize,
+    metrics: &Metrics,
     gateway: Arc<Gateway>,
     shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<Vec<JoinHandle<()>>> {
     let threads = threads.max(1);
-    let loads = Arc::new(Loads::new(threads));
+    raise_open_files_limit(max_connections);
+    let loads = Arc::new(Loads::new(
+        threads,
+        max_connections,
+        metrics.gateway_connections_open.clone(),
+        metrics.gateway_connections_refused.clone(),
+    ));
     let handles = (0..threads)
         .map(|i| {
             let listener = listener.try_clone()?;
@@ -78,52 +111,6 @@ pub(super) fn start(
         })
         .collect::<std::io::Result<_>>()?;
     Ok(handles)
-}
-
-/// How many connections each gateway thread is serving, and the rule that spreads new ones.
-#[derive(Debug)]
-pub(super) struct Loads(Box<[AtomicUsize]>);
-
-impl Loads {
-    fn new(threads: usize) -> Self {
-        Self((0..threads).map(|_| AtomicUsize::new(0)).collect())
-    }
-
-    /// Whether thread `me` takes new connections: while it serves at most one more than the
-    /// least loaded other thread. The least loaded thread always may, so a new connection is
-    /// never left to no one; every thread is woken by it, and the one that may takes it.
-    fn may_accept(&self, me: usize) -> bool {
-        let mine = self.0[me].load(Relaxed);
-        self.0
-            .iter()
-            .enumerate()
-            .all(|(other, load)| other == me || mine <= load.load(Relaxed) + 1)
-    }
-
-    /// Thread `me` has taken a connection: held until the returned guard is dropped, which
-    /// wakes the thread's accept loop through `done` to look at the loads again.
-    fn hold(self: &Arc<Self>, me: usize, done: &Arc<Notify>) -> Held {
-        self.0[me].fetch_add(1, Relaxed);
-        Held {
-            loads: self.clone(),
-            me,
-            done: done.clone(),
-        }
-    }
-}
-
-/// A connection counted in its thread's load.
-struct Held {
-    loads: Arc<Loads>,
-    me: usize,
-    done: Arc<Notify>,
-}
-
-impl Drop for Held {
-    fn drop(&mut self) {
-        self.loads.0[self.me].fetch_sub(1, Relaxed);
-        self.done.notify_one();
-    }
 }
 
 async fn accept(
@@ -152,16 +139,18 @@ async fn accept(
     let mut flush = tokio::time::interval(FLUSH_EVERY);
     let stopping = stopped(&mut shutdown);
     tokio::pin!(stopping);
-    // Notified as this thread's connections end.
-    let done = Arc::new(Notify::new());
     loop {
         let may_accept = loads.may_accept(me);
         tokio::select! {
-            // Holding back: look again when a connection of ours has ended.
-            _ = done.notified(), if !may_accept => {}
+            // Holding back: look again when a connection of ours has ended or another thread
+            // took one.
+            _ = loads.woken(me).notified(), if !may_accept => {}
             accepted = listener.accept(), if may_accept => match accepted {
                 Ok((stream, _)) => {
-                    let held = loads.hold(me, &done);
+                    let Some(held) = loads.admit(me) else {
+                        refuse(&stream);
+                        continue;
+                    };
                     let serve = connection::serve(stream, http.clone(), gateway.clone(), stop.clone());
                     connections.spawn(async move {
                         serve.await;
@@ -189,6 +178,59 @@ async fn accept(
     connections.close();
     connections.wait().await;
     gateway.records.flush(&gateway.served);
+}
+
+/// The answer to a connection past `gateway.max_connections`.
+const REFUSED: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n\
+retry-after: 1\r\nconnection: close\r\ncontent-length: 65\r\n\r\n\
+{\"error\":\"the gateway holds gateway.max_connections connections\"}";
+
+/// Answers a connection past the cap with 503, if its socket takes the answer at once, and
+/// closes it (on dropping `stream`): nothing of it is read or waited for.
+fn refuse(stream: &TcpStream) {
+    // A plain non-blocking `send`: tokio's `try_write` would wait for the event loop to have
+    // seen the new socket writable first.
+    // SAFETY: `send` reads `REFUSED.len()` bytes of a static, on a socket `stream` keeps open.
+    unsafe {
+        libc::send(
+            stream.as_raw_fd(),
+            REFUSED.as_ptr().cast(),
+            REFUSED.len(),
+            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+        )
+    };
+}
+
+/// Raises the soft limit on open files to the hard one, so that the connections the gateway
+/// may hold are not refused by the kernel first (with EMFILE, which stalls `accept`).
+fn raise_open_files_limit(max_connections: usize) {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `getrlimit` writes the limit into `limit`, which outlives the call.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return;
+    }
+    let soft = limit.rlim_cur;
+    if soft < limit.rlim_max {
+        limit.rlim_cur = limit.rlim_max;
+        // SAFETY: `setrlimit` only reads `limit`.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) } == 0 {
+            info!(
+                from = soft,
+                to = limit.rlim_cur,
+                "raised the open files limit (RLIMIT_NOFILE) to its hard limit"
+            );
+        }
+    }
+    if (limit.rlim_cur as u128) < max_connections as u128 + 256 {
+        warn!(
+            open_files = limit.rlim_cur,
+            max_connections,
+            "the open files limit is below gateway.max_connections: past it clients are refused by the kernel"
+        );
+    }
 }
 
 /// Serves the rest of a connection with hyper, from the request at the start of `io`.
@@ -293,47 +335,12 @@ impl tokio::io::AsyncWrite for Replay {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-
     #[test]
-    fn new_connections_go_to_the_threads_serving_the_fewest() {
-        let loads = Arc::new(Loads::new(3));
-        let done = Arc::new(Notify::new());
-        assert!((0..3).all(|t| loads.may_accept(t)), "all idle: any thread");
-        let a = loads.hold(0, &done);
-        let b = loads.hold(0, &done);
-        // Thread 0 serves two, the others none: it leaves the next ones to them.
-        assert!(!loads.may_accept(0));
-        assert!(loads.may_accept(1) && loads.may_accept(2));
-        let c = loads.hold(1, &done);
-        assert!(!loads.may_accept(0), "thread 2 still serves none");
-        let d = loads.hold(2, &done);
-        assert!(loads.may_accept(0), "one above the others is allowed");
-        drop((c, d));
-        drop(a);
-        assert!(loads.may_accept(0), "its first one ended");
-        drop(b);
-        assert!((0..3).all(|t| loads.may_accept(t)));
-    }
-
-    #[test]
-    fn a_single_thread_always_accepts() {
-        let loads = Arc::new(Loads::new(1));
-        let done = Arc::new(Notify::new());
-        let held: Vec<_> = (0..10).map(|_| loads.hold(0, &done)).collect();
-        assert!(loads.may_accept(0));
-        drop(held);
-    }
-
-    #[tokio::test]
-    async fn an_ended_connection_wakes_its_thread_to_look_again() {
-        let loads = Arc::new(Loads::new(2));
-        let done = Arc::new(Notify::new());
-        let held = loads.hold(0, &done);
-        let woken = done.notified();
-        drop(held);
-        tokio::time::timeout(std::time::Duration::from_secs(5), woken)
-            .await
-            .expect("the end of a connection notifies its thread");
+    fn the_refusal_is_a_whole_answer() {
+        let text = std::str::from_utf8(super::REFUSED).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        assert!(head.starts_with("HTTP/1.1 503 "));
+        assert!(head.ends_with(&format!("content-length: {}", body.len())));
+        serde_json::from_str::<serde_json::Value>(body).unwrap();
     }
 }
