@@ -98,7 +98,25 @@ fn instances_run_as_their_own_unprivileged_users_with_no_new_privs() {
             )
         )
     );
-    let (agent, _dir) = start("uid", &config);
+    // Started as systemd starts it: a notify socket, and its configuration named in the
+    // environment. Neither reaches an instance.
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let notify = dir.path().join("notify");
+    let systemd = std::os::unix::net::UnixDatagram::bind(&notify).unwrap();
+    let agent = Agent::start_with_env(
+        dir.path(),
+        free_ports(1),
+        &format!("synapse-test-iso-uid-{}", std::process::id()),
+        "test",
+        "edge",
+        "",
+        &config,
+        &[
+            ("NOTIFY_SOCKET", notify.to_str().unwrap()),
+            ("SYNAPSE_AGENT_CONFIG", "/etc/synapse/agent.toml"),
+        ],
+    );
     let a = pid_of(&call(&agent, "a", ""));
     let b = pid_of(&call(&agent, "b", ""));
     // Function a, the first configured, gets the range's first uid, and its gid.
@@ -119,6 +137,23 @@ fn instances_run_as_their_own_unprivileged_users_with_no_new_privs() {
                 status(pid, caps),
                 "0000000000000000",
                 "instance {pid}: {caps}"
+            );
+        }
+    }
+    let mut ready = [0u8; 256];
+    let n = systemd.recv(&mut ready).unwrap();
+    assert!(
+        String::from_utf8_lossy(&ready[..n]).contains("READY=1"),
+        "the agent itself still notifies"
+    );
+    for pid in [a, b] {
+        let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+        for name in ["NOTIFY_SOCKET=", "SYNAPSE_AGENT_CONFIG="] {
+            assert!(
+                !environ
+                    .split(|&c| c == 0)
+                    .any(|v| v.starts_with(name.as_bytes())),
+                "instance {pid} inherited {name}"
             );
         }
     }

@@ -28,6 +28,19 @@ use crate::{
     config::{Account, FunctionSpec},
 };
 
+/// Variables of the agent's environment an instance does not inherit.
+const AGENT_ONLY_ENV: [&str; 9] = [
+    "NOTIFY_SOCKET",
+    "WATCHDOG_USEC",
+    "WATCHDOG_PID",
+    "LISTEN_FDS",
+    "LISTEN_PID",
+    "LISTEN_FDNAMES",
+    "CREDENTIALS_DIRECTORY",
+    "INVOCATION_ID",
+    "SYNAPSE_AGENT_CONFIG",
+];
+
 pub fn spawn(
     spec: &FunctionSpec,
     name: &str,
@@ -59,6 +72,12 @@ pub fn spawn(
         .context("working_dir holds a NUL byte")?;
     let Account { uid, gid } = account;
     let mut cmd = Command::new(command);
+    // What the service manager told the agent is the agent's alone: an instance must not
+    // notify systemd, take its sockets or credentials, or learn where the agent's
+    // configuration lives.
+    for agents_own in AGENT_ONLY_ENV {
+        cmd.env_remove(agents_own);
+    }
     cmd.args(&spec.args)
         .envs(&spec.env)
         .env("SYNAPSE_LISTEN", format!("127.0.0.1:{port}"))

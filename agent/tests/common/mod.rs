@@ -94,6 +94,30 @@ impl Agent {
         gateway_settings: &str,
         functions: &str,
     ) -> Self {
+        Self::start_with_env(
+            dir,
+            metrics,
+            subtree,
+            id,
+            tier,
+            gateway_settings,
+            functions,
+            &[],
+        )
+    }
+
+    /// [`Agent::start_with_gateway`] with more variables in the agent's environment.
+    #[allow(clippy::too_many_arguments)]
+    pub fn start_with_env(
+        dir: &Path,
+        metrics: u16,
+        subtree: &str,
+        id: &str,
+        tier: &str,
+        gateway_settings: &str,
+        functions: &str,
+        env: &[(&str, &str)],
+    ) -> Self {
         let gateway = free_ports(1);
         let config = format!(
             "[agent]\nid = \"{id}\"\ntier = \"{tier}\"\nstate_dir = \"{}\"\n\n[telemetry]\ninterval = \"1s\"\n\n\
@@ -107,6 +131,7 @@ impl Agent {
             .args(["run", "--config"])
             .arg(&path)
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(dir.join("agent.log")).unwrap())
             .spawn()
