@@ -127,6 +127,14 @@ pub struct GatewayConfig {
     /// one); past it the connection is closed. Between 1 ms and 1 h. Default 30 s.
     #[serde(with = "humantime_serde")]
     pub header_read_timeout: Duration,
+    /// Where other agents forward invocations (cross-tier placement): mutual TLS with the
+    /// agent certificate of `[link]`, fleet agents only; declared to the hub as this agent's
+    /// forwarding address (an unspecified IP meaning the address the link comes from). Needs
+    /// a `[link]`. Default none: nothing is forwarded here.
+    pub peer_listen: Option<SocketAddr>,
+    /// Bearer tokens per function: `NAME = ["SHA-256 of a token, 64 hex digits", ...]`
+    /// (`synapse-agent hash-token`). Default none: every function is open.
+    pub tokens: BTreeMap<String, Vec<String>>,
 }
 
 impl Default for GatewayConfig {
@@ -135,6 +143,8 @@ impl Default for GatewayConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             threads: 0,
             header_read_timeout: Duration::from_secs(30),
+            peer_listen: None,
+            tokens: BTreeMap::new(),
         }
     }
 }
@@ -274,6 +284,22 @@ impl AgentConfig {
                 ),
             ));
         }
+        if let Some(peer) = self.gateway.peer_listen {
+            let why = if self.link.is_none() {
+                "needs a [link]: the peer listener presents the link's agent certificate"
+            } else if peer.port() == 0 {
+                "needs a port: other agents are told this address"
+            } else {
+                ""
+            };
+            if !why.is_empty() {
+                return Err(("gateway.peer_listen".into(), why.into()));
+            }
+        }
+        crate::gateway::auth::check_tokens(
+            &self.gateway.tokens,
+            self.functions.iter().map(|f| f.name.as_str()),
+        )?;
         // The agent removes what it finds under its subtree at start: an absolute path would
         // point that clean-up at any folder of the hierarchy.
         let subtree = &self.cgroup.subtree;
