@@ -445,6 +445,12 @@ fn check_config_checks_the_new_keys_and_hash_token_makes_their_digests() {
         "gateway.peer_listen",
     );
     refused(
+        &format!(
+            "[gateway]\nlisten = \"0.0.0.0:9443\"\npeer_listen = \"127.0.0.1:9443\"\n{link}{function}"
+        ),
+        "gateway.peer_listen",
+    );
+    refused(
         &format!("[gateway.tokens]\napi = [\"{}\"]\n{function}", &digest[1..]),
         "gateway.tokens.api",
     );

@@ -285,10 +285,18 @@ impl AgentConfig {
             ));
         }
         if let Some(peer) = self.gateway.peer_listen {
+            let clash = |other: SocketAddr| {
+                other.port() == peer.port()
+                    && (other.ip() == peer.ip()
+                        || other.ip().is_unspecified()
+                        || peer.ip().is_unspecified())
+            };
             let why = if self.link.is_none() {
                 "needs a [link]: the peer listener presents the link's agent certificate"
             } else if peer.port() == 0 {
                 "needs a port: other agents are told this address"
+            } else if clash(self.gateway.listen) || clash(self.metrics.listen) {
+                "must differ from gateway.listen and metrics.listen"
             } else {
                 ""
             };

@@ -13,7 +13,8 @@
 //! be written as, so the gateway's fast path builds no header map either way (hyper's path
 //! converts with [`fields_of`] and [`Answer::into_response`]). The answer's body is framed by
 //! `Transfer-Encoding: chunked` (decoded here), `Content-Length`, or the end of the
-//! connection; interim `1xx` answers are skipped.
+//! connection; interim `1xx` answers are skipped. The same exchange runs over another
+//! agent's peer link ([`exchange_on`], on the TLS connection `peer/client.rs` makes).
 
 use std::{net::SocketAddr, time::Duration};
 
