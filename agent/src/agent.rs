@@ -159,6 +159,10 @@ pub async fn run(config: AgentConfig) -> Result<()> {
         ),
         _ => None,
     };
+    let peer_bound = match &peer_listener {
+        Some(p) => Some(p.local_addr().context("the peer listener's socket")?),
+        None => None,
+    };
     let mut tasks = JoinSet::new();
     tasks.spawn(crate::metrics::serve(
         config.metrics.listen,
@@ -263,7 +267,7 @@ pub async fn run(config: AgentConfig) -> Result<()> {
             labels: config.agent.labels.clone(),
             version: env!("CARGO_PKG_VERSION").into(),
             capacity: crate::link::host_capacity(),
-            gateway: crate::placement::declared_gateway(&config.gateway),
+            gateway: crate::placement::declared_gateway(peer_bound),
         };
         let cancel = CancellationToken::new();
         let mut stop = stop_rx.clone();

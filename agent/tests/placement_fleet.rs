@@ -126,9 +126,9 @@ fn start_agent_with(
         .to_owned();
     let subtree = format!("synapse-place-{id}-{}-{run}", std::process::id());
     // Other agents forward to its peer listener, over mutual TLS with the fleet's agent
-    // certificates.
-    let peer = format!("peer_listen = \"127.0.0.1:{}\"", free_ports(1));
-    Agent::start_with_gateway(&adir, free_ports(1), &subtree, id, tier, &peer, &config)
+    // certificates; bound on a free port, which the agent declares to the hub.
+    let peer = "peer_listen = \"127.0.0.1:0\"";
+    Agent::start_with_gateway(&adir, free_ports(1), &subtree, id, tier, peer, &config)
 }
 
 /// An invocation of `function` at `a`'s gateway by a client claiming, in the header, to be

@@ -129,8 +129,8 @@ pub struct GatewayConfig {
     pub header_read_timeout: Duration,
     /// Where other agents forward invocations (cross-tier placement): mutual TLS with the
     /// agent certificate of `[link]`, fleet agents only; declared to the hub as this agent's
-    /// forwarding address (an unspecified IP meaning the address the link comes from). Needs
-    /// a `[link]`. Default none: nothing is forwarded here.
+    /// forwarding address as bound (an unspecified IP meaning the address the link comes
+    /// from; port 0 a free port). Needs a `[link]`. Default none: nothing is forwarded here.
     pub peer_listen: Option<SocketAddr>,
     /// Bearer tokens per function: `NAME = ["SHA-256 of a token, 64 hex digits", ...]`
     /// (`synapse-agent hash-token`). Default none: every function is open.
@@ -286,15 +286,14 @@ impl AgentConfig {
         }
         if let Some(peer) = self.gateway.peer_listen {
             let clash = |other: SocketAddr| {
-                other.port() == peer.port()
+                peer.port() != 0
+                    && other.port() == peer.port()
                     && (other.ip() == peer.ip()
                         || other.ip().is_unspecified()
                         || peer.ip().is_unspecified())
             };
             let why = if self.link.is_none() {
                 "needs a [link]: the peer listener presents the link's agent certificate"
-            } else if peer.port() == 0 {
-                "needs a port: other agents are told this address"
             } else if clash(self.gateway.listen) || clash(self.metrics.listen) {
                 "must differ from gateway.listen and metrics.listen"
             } else {

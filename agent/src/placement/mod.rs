@@ -39,11 +39,10 @@ impl Default for PlacementConfig {
     }
 }
 
-/// The address this agent declares to the hub for other agents to forward to: its peer
-/// listener (`[gateway] peer_listen`), or none.
-pub fn declared_gateway(gateway: &crate::config::GatewayConfig) -> String {
-    gateway
-        .peer_listen
+/// The address this agent declares to the hub for other agents to forward to: where its peer
+/// listener (`[gateway] peer_listen`) is bound, or none.
+pub fn declared_gateway(peer_listener: Option<std::net::SocketAddr>) -> String {
+    peer_listener
         .map(|addr| addr.to_string())
         .unwrap_or_default()
 }
