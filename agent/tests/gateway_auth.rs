@@ -4,7 +4,9 @@
 //! CA, not none, not plain HTTP); the forwarding side goes on only to the agent placement
 //! named; bearer tokens guard the functions listed in `[gateway.tokens]` (401, 403, 200) on
 //! both of the public listener's paths and on the peer listener; `check-config` and
-//! `hash-token` check and make what the configuration holds. The agents run as root.
+//! `hash-token` check and make what the configuration holds. The agents run as root. One
+//! file over 400 lines: its four tests share the PKI, the agent and the TLS clients (one that
+//! takes any server, to show the server's refusals) defined here.
 
 mod common;
 
