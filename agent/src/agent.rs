@@ -143,13 +143,33 @@ pub async fn run(config: AgentConfig) -> Result<()> {
     let mut rollouts =
         crate::rollout::Rollouts::restore(runtime.clone(), store.db(), &config.functions)
             .context("restoring the versions rollouts applied")?;
-    // Forwarding to the tiers placement keeps warm applies only when linked to a hub.
-    let remote = config.link.as_ref().map(|_| {
+    // Forwarding to the tiers placement keeps warm applies only when linked to a hub, over
+    // the peer link with the link's agent certificate.
+    let peer_tls = match &config.link {
+        Some(link) => Some(
+            crate::gateway::peer::PeerTls::load(&link.ca, &link.cert, &link.key)
+                .context("the peer link's TLS, from [link] ca, cert and key")?,
+        ),
+        None => None,
+    };
+    let remote = peer_tls.as_ref().map(|tls| {
         crate::gateway::remote::Remote::new(
-            &agent_id,
+            Some(crate::gateway::peer::PeerClient::new(tls)),
             config.functions.iter().map(|f| f.name.as_str()),
         )
     });
+    let peer_listener = match (config.gateway.peer_listen, peer_tls) {
+        (Some(addr), Some(tls)) => Some(
+            crate::gateway::peer::PeerListener::bind(addr, tls).with_context(|| {
+                format!("binding the peer listener on {addr} (gateway.peer_listen)")
+            })?,
+        ),
+        _ => None,
+    };
+    let peer_bound = match &peer_listener {
+        Some(p) => Some(p.local_addr().context("the peer listener's socket")?),
+        None => None,
+    };
     let mut tasks = JoinSet::new();
     tasks.spawn(crate::metrics::serve(
         config.metrics.listen,
@@ -171,6 +191,10 @@ pub async fn run(config: AgentConfig) -> Result<()> {
         metrics.clone(),
         records_tx,
         remote.clone(),
+        crate::gateway::Access {
+            tokens: config.gateway.tokens.clone(),
+            peer: peer_listener,
+        },
         drain_rx,
     );
     tasks.spawn(async move {
@@ -251,7 +275,7 @@ pub async fn run(config: AgentConfig) -> Result<()> {
             labels: config.agent.labels.clone(),
             version: env!("CARGO_PKG_VERSION").into(),
             capacity: crate::link::host_capacity(),
-            gateway: config.gateway.listen.to_string(),
+            gateway: crate::placement::declared_gateway(peer_bound),
         };
         let cancel = CancellationToken::new();
         let mut stop = stop_rx.clone();

@@ -23,6 +23,13 @@ enum Command {
     },
     /// Check a configuration file and exit: 0 when it is valid, 1 with the reason otherwise.
     CheckConfig { file: PathBuf },
+    /// Print the SHA-256 digest of a bearer token read from stdin (one line), as
+    /// `[gateway.tokens]` lists it; `--generate` makes a new random token and prints it, then
+    /// its digest, on two lines.
+    HashToken {
+        #[arg(long)]
+        generate: bool,
+    },
     /// Replay recorded traces through the shipped forecasters and pool policies, side by side
     /// with the baselines, on a virtual clock.
     Replay(synapse_agent::replay::ReplayArgs),
@@ -72,7 +79,36 @@ fn dispatch(command: Command) -> Result<()> {
             );
             Ok(())
         }
+        Command::HashToken { generate } => hash_token(generate),
         Command::Replay(args) => synapse_agent::replay::run(args),
         Command::Drive(args) => synapse_agent::drive::run(args),
     }
+}
+
+/// Shortest token `hash-token` takes: a guessable token defeats its digest.
+const MIN_TOKEN: usize = 16;
+
+fn hash_token(generate: bool) -> Result<()> {
+    use synapse_agent::gateway::auth;
+    let token = if generate {
+        let bytes: [u8; 32] = rand::random();
+        let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        println!("{token}");
+        token
+    } else {
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line)?;
+        line.trim_end_matches(['\r', '\n']).to_owned()
+    };
+    anyhow::ensure!(
+        auth::is_b64token(&token),
+        "a bearer token is letters, digits and -._~+/ (then any =), as RFC 6750 has it"
+    );
+    anyhow::ensure!(
+        token.len() >= MIN_TOKEN,
+        "the token has {} characters; use at least {MIN_TOKEN} (--generate makes one)",
+        token.len()
+    );
+    println!("{}", auth::hash_token(&token));
+    Ok(())
 }

@@ -8,7 +8,8 @@
 //! way. `api` initialises for 200 ms, so its cold start (measured by eBPF) costs users more
 //! than a forwarding round trip; it works 150 ms per invocation and four users call it at
 //! once, so the plan counts on more than one warm instance: the regional agent, which gains
-//! it, is told so and warms that many — more than its `min_warm`. Runs as root.
+//! it, is told so and warms that many — more than its `min_warm`. Agents forward to each
+//! other's peer listeners, over mutual TLS with the fleet's agent certificates. Runs as root.
 
 mod common;
 
@@ -124,7 +125,43 @@ fn start_agent_with(
         .trim_start_matches('.')
         .to_owned();
     let subtree = format!("synapse-place-{id}-{}-{run}", std::process::id());
-    Agent::start_with(&adir, free_ports(1), &subtree, id, tier, &config)
+    // Other agents forward to its peer listener, over mutual TLS with the fleet's agent
+    // certificates; bound on a free port, which the agent declares to the hub.
+    let peer = "peer_listen = \"127.0.0.1:0\"";
+    Agent::start_with_gateway(&adir, free_ports(1), &subtree, id, tier, peer, &config)
+}
+
+/// An invocation of `function` at `a`'s gateway by a client claiming, in the header, to be
+/// agent `claimed` forwarding it.
+fn invoke_claiming(a: &Agent, function: &str, claimed: &str) -> Reply {
+    use std::io::{Read as _, Write as _};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", a.gateway)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    write!(
+        s,
+        "POST /v1/functions/{function}/invoke HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
+         x-synapse-forwarded-by: {claimed}\r\nContent-Length: 1\r\n\r\nx"
+    )
+    .unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    let out = String::from_utf8_lossy(&out);
+    let (head, body) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    Reply {
+        status,
+        headers,
+        body: body.to_string(),
+    }
 }
 
 /// Starts a hub with placement re-planned every second and `placement` (TOML lines of
@@ -563,6 +600,13 @@ fn a_latency_sensitive_function_is_warm_at_the_edge_and_a_large_rare_one_in_the_
     });
     edge.wait_until("both pools warm where planned", |e| {
         ready(e, "api") >= 1 && ready(&cloud, "report") >= 1
+    });
+    // A client claiming to be an agent forwarding the invocation is a client all the same:
+    // its invocation goes where the plan sends report.
+    edge.wait_until("a client's claim of forwarding ignored", |e| {
+        let reply = invoke_claiming(e, "report", "cloud-1");
+        assert_eq!(reply.status, 200, "{reply:?}");
+        reply.header("x-synapse-forwarded-to") == Some("cloud-1")
     });
     let plan_in_force = replies.lock().unwrap().len();
     edge.wait_until("more answers under the plan", |_| {

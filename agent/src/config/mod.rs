@@ -143,6 +143,14 @@ pub struct GatewayConfig {
     pub body_min_rate: u64,
     #[serde(with = "humantime_serde")]
     pub body_rate_grace: Duration,
+    /// Where other agents forward invocations (cross-tier placement): mutual TLS with the
+    /// agent certificate of `[link]`, fleet agents only; declared to the hub as this agent's
+    /// forwarding address as bound (an unspecified IP meaning the address the link comes
+    /// from; port 0 a free port). Needs a `[link]`. Default none: nothing is forwarded here.
+    pub peer_listen: Option<SocketAddr>,
+    /// Bearer tokens per function: `NAME = ["SHA-256 of a token, 64 hex digits", ...]`
+    /// (`synapse-agent hash-token`). Default none: every function is open.
+    pub tokens: BTreeMap<String, Vec<String>>,
 }
 
 impl Default for GatewayConfig {
@@ -156,6 +164,8 @@ impl Default for GatewayConfig {
             body_idle_timeout: limits.body_idle_timeout,
             body_min_rate: limits.body_min_rate,
             body_rate_grace: limits.body_rate_grace,
+            peer_listen: None,
+            tokens: BTreeMap::new(),
         }
     }
 }
@@ -296,6 +306,29 @@ impl AgentConfig {
             ));
         }
         self.gateway.check_limits()?;
+        if let Some(peer) = self.gateway.peer_listen {
+            let clash = |other: SocketAddr| {
+                peer.port() != 0
+                    && other.port() == peer.port()
+                    && (other.ip() == peer.ip()
+                        || other.ip().is_unspecified()
+                        || peer.ip().is_unspecified())
+            };
+            let why = if self.link.is_none() {
+                "needs a [link]: the peer listener presents the link's agent certificate"
+            } else if clash(self.gateway.listen) || clash(self.metrics.listen) {
+                "must differ from gateway.listen and metrics.listen"
+            } else {
+                ""
+            };
+            if !why.is_empty() {
+                return Err(("gateway.peer_listen".into(), why.into()));
+            }
+        }
+        crate::gateway::auth::check_tokens(
+            &self.gateway.tokens,
+            self.functions.iter().map(|f| f.name.as_str()),
+        )?;
         // The agent removes what it finds under its subtree at start: an absolute path would
         // point that clean-up at any folder of the hierarchy.
         let subtree = &self.cgroup.subtree;

@@ -82,8 +82,10 @@ pub(super) async fn serve(
                     let Some((index, f)) = gateway.function(invoke.name) else {
                         break Served::Hyper; // hyper answers 404
                     };
-                    if invoke.body_len > f.spec.max_request_bytes {
-                        break Served::Hyper; // hyper answers 413 without reading the body
+                    if invoke.body_len > f.spec.max_request_bytes
+                        || !gateway.authorized(index, invoke.headers)
+                    {
+                        break Served::Hyper; // hyper answers 413, 401 or 403 without reading the body
                     }
                     let arrived = *arrived.get_or_insert_with(Instant::now);
                     if buf.len() < invoke.end() {

@@ -13,7 +13,8 @@
 //! be written as, so the gateway's fast path builds no header map either way (hyper's path
 //! converts with [`fields_of`] and [`Answer::into_response`]). The answer's body is framed by
 //! `Transfer-Encoding: chunked` (decoded here), `Content-Length`, or the end of the
-//! connection; interim `1xx` answers are skipped.
+//! connection; interim `1xx` answers are skipped. The same exchange runs over another
+//! agent's peer link ([`exchange_on`], on the TLS connection `peer/client.rs` makes).
 
 use std::{net::SocketAddr, time::Duration};
 
@@ -24,7 +25,7 @@ use hyper::{
 };
 use socket2::{Domain, Socket, Type};
 use tokio::{
-    io::{AsyncReadExt as _, AsyncWriteExt as _},
+    io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _},
     net::TcpStream,
 };
 
@@ -137,7 +138,7 @@ pub async fn exchange(
     body: &[u8],
     timeout: Duration,
 ) -> Result<Answer, ForwardError> {
-    let mut out = request_head(addr, method, path, query, headers, body.len());
+    let mut out = request_head(&addr, method, path, query, headers, body.len());
     let exchange = async {
         let small = body.len() <= COALESCE;
         if small {
@@ -166,6 +167,29 @@ pub async fn exchange(
     tokio::time::timeout(timeout, exchange)
         .await
         .unwrap_or(Err(ForwardError::Timeout(timeout)))
+}
+
+/// Sends one request on `stream`, an established connection to another agent's gateway
+/// (`host` names it in the request), and reads the whole answer. No time limit: the caller
+/// sets one.
+pub async fn exchange_on<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    host: &str,
+    method: &Method,
+    path: &str,
+    query: Option<&str>,
+    headers: &Fields<'_>,
+    body: &[u8],
+) -> Result<Answer, ForwardError> {
+    let mut out = request_head(&host, method, path, query, headers, body.len());
+    out.extend_from_slice(body);
+    stream.write_all(&out).await.map_err(broken)?;
+    stream.flush().await.map_err(broken)?;
+    let mut reader = Reader {
+        stream,
+        buf: BytesMut::with_capacity(4096),
+    };
+    reader.answer(method == Method::HEAD).await
 }
 
 /// Opens a connection to `addr` and sends what of `data` the socket takes at once: the number
@@ -227,7 +251,7 @@ fn close_with_reset(stream: &TcpStream) {
 
 /// The request line and headers, ending with the blank line.
 fn request_head(
-    addr: SocketAddr,
+    host: &dyn std::fmt::Display,
     method: &Method,
     path: &str,
     query: Option<&str>,
@@ -244,7 +268,7 @@ fn request_head(
         out.extend_from_slice(q.as_bytes());
     }
     // Writing into a Vec cannot fail.
-    let _ = write!(out, " HTTP/1.1\r\nhost: {addr}\r\n");
+    let _ = write!(out, " HTTP/1.1\r\nhost: {host}\r\n");
     for h in headers.iter().filter(|h| !hop_by_hop(h.name.as_bytes())) {
         out.extend_from_slice(h.name.as_bytes());
         out.extend_from_slice(b": ");
@@ -267,12 +291,12 @@ enum Framing {
 }
 
 /// The answer as it comes off the connection.
-struct Reader {
-    stream: TcpStream,
+struct Reader<S> {
+    stream: S,
     buf: BytesMut,
 }
 
-impl Reader {
+impl<S: AsyncRead + Unpin> Reader<S> {
     /// Reads more; `false` at the end of the connection.
     async fn fill(&mut self) -> Result<bool, ForwardError> {
         if self.buf.capacity() - self.buf.len() < 1024 {

@@ -1,24 +1,69 @@
-//! One invocation: checks the body against the function's limit, leases an instance (queueing
-//! while one starts), forwards the request, retries once on another instance when the first
-//! refused it or died holding it, and answers with the function's reply and the
-//! `x-synapse-*` headers — recording the invocation in the metrics and for the telemetry loop.
+//! One invocation: checks the client's bearer token (`auth.rs`) and the body against the
+//! function's limit, leases an instance (queueing while one starts), forwards the request,
+//! retries once on another instance when the first refused it or died holding it, and
+//! answers with the function's reply and the `x-synapse-*` headers — recording the invocation
+//! in the metrics and for the telemetry loop.
+//!
+//! Who called decides where the invocation may go ([`Caller`]): a client of the public
+//! listener's may be forwarded to another tier, and an `x-synapse-forwarded-by` header it
+//! sent is dropped (it cannot pose as an agent, nor keep its invocation from being forwarded
+//! or counted as demand); one from another agent on the peer listener is served here, marked
+//! `x-synapse-forwarded-by` with the name of the certificate it came with.
 
 use std::{
     sync::Arc,
     time::{Duration, Instant},
 };
 
+use http_body_util::Full;
 use hyper::{Method, StatusCode, body::Incoming, header, http::request::Parts};
 use tokio::net::TcpStream;
 use tracing::info;
 
 use super::{
-    Answer, Gateway, error,
+    Answer, Gateway,
+    auth::{self, Verdict},
+    error,
     forward::{self, Fields, ForwardError},
+    remote::FORWARDED_BY,
     reply::Reply,
     request::{self, BodyError},
 };
 use crate::runtime::{FunctionRuntime, InvocationRecord, LeaseError, pool::Lease};
+
+/// Where an invocation comes from.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Caller<'a> {
+    /// A client of the public listener.
+    Client,
+    /// Another agent's gateway on the peer listener, by its verified certificate's name.
+    Peer(&'a str),
+}
+
+fn is_forwarded_by(h: &httparse::Header<'_>) -> bool {
+    h.name.eq_ignore_ascii_case(FORWARDED_BY)
+}
+
+/// The headers an invocation from `caller` is passed on with, when not `headers` as they are:
+/// whom it was forwarded by is the peer link's to say, never a header's.
+fn passed_on<'a>(
+    caller: Caller<'a>,
+    headers: &[httparse::Header<'a>],
+) -> Option<Vec<httparse::Header<'a>>> {
+    let others = headers.iter().filter(|h| !is_forwarded_by(h)).copied();
+    match caller {
+        Caller::Client if !headers.iter().any(is_forwarded_by) => None,
+        Caller::Client => Some(others.collect()),
+        Caller::Peer(peer) => Some(
+            others
+                .chain([httparse::Header {
+                    name: FORWARDED_BY,
+                    value: peer.as_bytes(),
+                }])
+                .collect(),
+        ),
+    }
+}
 
 impl Gateway {
     /// The function named `name`: where it is among the served, and its runtime now.
@@ -27,9 +72,35 @@ impl Gateway {
         Some((index, self.runtime.function(name)?))
     }
 
+    /// Whether a request for the function at `index` with these headers may go on: the
+    /// function is open, or its bearer token came with it. Read on the request's head alone.
+    pub(super) fn authorized(&self, index: usize, headers: &Fields<'_>) -> bool {
+        self.tokens.open(index) || self.verdict(index, headers) == Verdict::Allowed
+    }
+
+    fn verdict(&self, index: usize, headers: &Fields<'_>) -> Verdict {
+        let authorization = headers
+            .iter()
+            .filter(|h| h.name.eq_ignore_ascii_case("authorization"))
+            .map(|h| h.value);
+        self.tokens.verdict(index, authorization)
+    }
+
     /// An invocation the hyper path serves (`mod.rs`): the fast path (`connection.rs`) hands
     /// it the requests it does not take, such as those with a chunked body.
     pub(super) async fn invoke(&self, name: &str, head: &Parts, body: Incoming) -> Answer {
+        self.invoke_via(name, head, body, Caller::Client).await
+    }
+
+    /// An invocation on hyper's path from `caller`: the token is checked before the body is
+    /// read.
+    pub(super) async fn invoke_via(
+        &self,
+        name: &str,
+        head: &Parts,
+        body: Incoming,
+        caller: Caller<'_>,
+    ) -> Answer {
         let arrived = Instant::now();
         let Some((index, f)) = self.function(name) else {
             return error(
@@ -37,6 +108,13 @@ impl Gateway {
                 format!("no function named `{name}` on this agent"),
             );
         };
+        let fields = forward::fields_of(&head.headers);
+        if let Some(refused) = auth::refusal(self.verdict(index, &fields), name) {
+            self.served[index]
+                .series
+                .response(refused.status().as_u16());
+            return refused.map(Full::new);
+        }
         let limit = f.spec.max_request_bytes;
         let declared = head
             .headers
@@ -50,9 +128,17 @@ impl Gateway {
         };
         let reply = match body {
             Ok(body) => {
-                let fields = forward::fields_of(&head.headers);
-                self.invoke_served(name, index, &f, arrived, head.uri.query(), &fields, &body)
-                    .await
+                self.invoke_as(
+                    name,
+                    index,
+                    &f,
+                    arrived,
+                    head.uri.query(),
+                    &fields,
+                    &body,
+                    caller,
+                )
+                .await
             }
             Err(BodyError::TooLarge) => too_large(name, limit),
             Err(BodyError::Late) => {
@@ -74,8 +160,10 @@ impl Gateway {
         reply.into_answer()
     }
 
-    /// Forwards an invocation whose body is read (and within the limit) to an instance, with
-    /// one retry on another, and records it. The caller counts the reply's status.
+    /// An invocation of the public listener's fast path whose body is read (and within the
+    /// limit); the caller counts the reply's status. The token is checked here too (the fast
+    /// path hands requests [`Gateway::authorized`] refuses to hyper, before their body), so
+    /// that no way in skips it.
     #[allow(clippy::too_many_arguments)] // the invocation's parts, borrowed as they lie
     pub(super) async fn invoke_served(
         &self,
@@ -87,7 +175,44 @@ impl Gateway {
         headers: &Fields<'_>,
         body: &[u8],
     ) -> Reply {
-        if let Some(remote) = &self.remote
+        if !self.tokens.open(index)
+            && let Some(refused) = auth::refusal(self.verdict(index, headers), name)
+        {
+            // A whole answer made here, written out as a forwarded one is.
+            return Reply::Forwarded(refused);
+        }
+        self.invoke_as(
+            name,
+            index,
+            f,
+            arrived,
+            query,
+            headers,
+            body,
+            Caller::Client,
+        )
+        .await
+    }
+
+    /// Forwards an invocation from `caller` whose body is read (and within the limit) to an
+    /// instance, with one retry on another, and records it — or, from a client, to another
+    /// tier as placement routes it. The caller counts the reply's status.
+    #[allow(clippy::too_many_arguments)] // the invocation's parts, borrowed as they lie
+    async fn invoke_as(
+        &self,
+        name: &str,
+        index: usize,
+        f: &Arc<FunctionRuntime>,
+        arrived: Instant,
+        query: Option<&str>,
+        headers: &Fields<'_>,
+        body: &[u8],
+        caller: Caller<'_>,
+    ) -> Reply {
+        let rewritten = passed_on(caller, headers);
+        let headers = rewritten.as_deref().unwrap_or(headers);
+        if let Caller::Client = caller
+            && let Some(remote) = &self.remote
             && let Some(answer) = remote
                 .invoke_fields(
                     name,
@@ -238,4 +363,44 @@ pub(super) fn too_large(name: &str, limit: usize) -> Reply {
         StatusCode::PAYLOAD_TOO_LARGE,
         format!("function {name}: the request body is over max_request_bytes ({limit} bytes)"),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header<'a>(name: &'a str, value: &'a str) -> httparse::Header<'a> {
+        httparse::Header {
+            name,
+            value: value.as_bytes(),
+        }
+    }
+
+    fn names(headers: &[httparse::Header<'_>]) -> Vec<String> {
+        headers
+            .iter()
+            .map(|h| format!("{}={}", h.name, String::from_utf8_lossy(h.value)))
+            .collect()
+    }
+
+    #[test]
+    fn a_clients_forwarded_by_is_dropped_and_a_peers_comes_from_its_certificate() {
+        let plain = [header("content-type", "text/plain")];
+        assert!(
+            passed_on(Caller::Client, &plain).is_none(),
+            "nothing to drop"
+        );
+        let spoofed = [
+            header("X-Synapse-Forwarded-By", "cloud-1"),
+            header("content-type", "text/plain"),
+        ];
+        assert_eq!(
+            names(&passed_on(Caller::Client, &spoofed).unwrap()),
+            ["content-type=text/plain"]
+        );
+        assert_eq!(
+            names(&passed_on(Caller::Peer("edge-1"), &spoofed).unwrap()),
+            ["content-type=text/plain", "x-synapse-forwarded-by=edge-1"]
+        );
+    }
 }

@@ -16,11 +16,16 @@
 //! exchange with the instance done by hand too (`forward.rs`); metric series resolved once
 //! per function (`series.rs`) and invocation records handed to the telemetry loop in batches
 //! (`records.rs`).
+//!
+//! Functions listed in `[gateway.tokens]` take bearer tokens (`auth.rs`). Other agents
+//! forward invocations to the peer listener, over mutual TLS (`peer/`), never to this one.
 
+pub mod auth;
 mod connection;
 pub mod forward;
 mod invoke;
 mod loads;
+pub mod peer;
 mod records;
 pub mod remote;
 mod reply;
@@ -29,7 +34,7 @@ mod series;
 mod server;
 
 use std::{
-    collections::HashMap,
+    collections::{BTreeMap, HashMap},
     net::{SocketAddr, TcpListener as StdListener},
     sync::Arc,
     thread::JoinHandle,
@@ -76,6 +81,17 @@ struct Gateway {
     header_read_timeout: Duration,
     /// How slowly a client may send a request's body.
     pace: BodyPace,
+    /// The bearer tokens of every function (by its index in `served`).
+    tokens: Arc<auth::Tokens>,
+}
+
+/// Who may use the gateway: `[gateway.tokens]`, and the peer listener for other agents.
+#[derive(Default)]
+pub struct Access {
+    /// Per function, the SHA-256 digests (hex) of its bearer tokens; others are open.
+    pub tokens: BTreeMap<String, Vec<String>>,
+    /// The peer listener (`[gateway] peer_listen`), bound.
+    pub peer: Option<peer::PeerListener>,
 }
 
 type Answer = Response<Full<Bytes>>;
@@ -181,6 +197,7 @@ pub async fn serve(
         metrics,
         records,
         None,
+        Access::default(),
         shutdown,
     )
     .await
@@ -188,7 +205,8 @@ pub async fn serve(
 
 /// Serves the gateway on a listener from [`bind`] with `threads` threads (0: one per CPU),
 /// closing connections whose request head takes longer than `header_read_timeout` or
-/// whose clients go past `limits`, forwarding as `remote` routes, until `shutdown` turns true.
+/// whose clients go past `limits`, forwarding as `remote` routes and serving as `access`
+/// says, until `shutdown` turns true.
 #[allow(clippy::too_many_arguments)] // the gateway's settings and the agent's parts it uses
 pub async fn serve_with_remote(
     listener: StdListener,
@@ -199,6 +217,7 @@ pub async fn serve_with_remote(
     metrics: Arc<Metrics>,
     records: mpsc::Sender<InvocationRecord>,
     remote: Option<Arc<remote::Remote>>,
+    access: Access,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<()> {
     // Rollouts swap versions but never add or remove functions: the set of names is fixed.
@@ -209,6 +228,7 @@ pub async fn serve_with_remote(
             series: FunctionSeries::new(name, metrics.clone()),
         })
         .collect();
+    let tokens = Arc::new(auth::Tokens::new(&access.tokens, &names));
     let by_name = names.into_iter().enumerate().map(|(i, n)| (n, i)).collect();
     let gateway = Arc::new(Gateway {
         runtime,
@@ -225,6 +245,7 @@ pub async fn serve_with_remote(
             min_rate: limits.body_min_rate,
             grace: limits.body_rate_grace,
         },
+        tokens,
     });
     let threads = if threads == 0 {
         std::thread::available_parallelism().map_or(1, |n| n.get())
@@ -234,17 +255,27 @@ pub async fn serve_with_remote(
     let listen = listener
         .local_addr()
         .context("the gateway's listening socket")?;
-    let workers = server::start(
+    let mut workers = server::start(
         &listener,
         threads,
         limits.max_connections,
         &metrics,
-        gateway,
+        gateway.clone(),
         shutdown.clone(),
     )
     .with_context(|| format!("starting the gateway on {listen} (gateway.listen)"))?;
     drop(listener);
     info!(%listen, threads, "gateway listening");
+    if let Some(peer) = access.peer {
+        let at = peer.local_addr().context("the peer listener's socket")?;
+        workers.extend(
+            peer::server::start(&peer, threads, limits.max_connections, &gateway, &shutdown)
+                .with_context(|| {
+                    format!("starting the peer listener on {at} (gateway.peer_listen)")
+                })?,
+        );
+        info!(listen = %at, threads, "peer listener (mutual TLS, fleet agents only) listening");
+    }
     crate::shutdown::stopped(&mut shutdown).await;
     // The threads finish the invocations in flight and hand their last notes on. Every thread
     // is joined (no short cut at the first that panicked).

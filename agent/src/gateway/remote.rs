@@ -1,16 +1,18 @@
 //! Cross-tier forwarding: when placement has this host keep no warm pool of a function, the
-//! gateway sends its invocations to the gateway of an agent that does (weighted by the plan's
-//! shares), marks the answer `x-synapse-forwarded-to: AGENT`, and serves the invocation
-//! itself — cold if need be — when the target cannot take it (unreachable, no such function,
-//! no room: nothing was delivered), so that placement never fails a request. An invocation
-//! that was forwarded once (`x-synapse-forwarded-by`) is never forwarded again.
+//! gateway sends its invocations to the peer listener of an agent that does (weighted by the
+//! plan's shares) over the peer link — mutual TLS with the fleet's agent certificates, the
+//! target proving to be the agent placement named (`peer/`) — marks the answer
+//! `x-synapse-forwarded-to: AGENT`, and serves the invocation itself — cold if need be — when
+//! the target cannot take it (unreachable, not that agent, no such function, no room: nothing
+//! was delivered), so that placement never fails a request. Only invocations from this
+//! gateway's own clients come here: one forwarded in arrives on the peer listener and is never
+//! forwarded again.
 //!
 //! It also counts, per function, the invocations that arrive from users (not forwarded in):
 //! the demand that placement reports to the hub.
 
 use std::{
     collections::HashMap,
-    net::SocketAddr,
     sync::{
         Arc, RwLock,
         atomic::{AtomicU64, Ordering},
@@ -24,14 +26,18 @@ use hyper::{
     header::{HeaderName, HeaderValue},
 };
 
-use super::forward::{self, Fields, ForwardError};
+use super::{
+    forward::{self, Fields, ForwardError},
+    peer::{PeerClient, client::resolve},
+};
 
-/// Header naming the agent an invocation was forwarded by.
+/// Header naming the agent an invocation was forwarded by, set by the gateway that serves it
+/// from the forwarding agent's verified certificate.
 pub const FORWARDED_BY: &str = "x-synapse-forwarded-by";
 /// Header naming the agent that answered a forwarded invocation.
 pub const FORWARDED_TO: &str = "x-synapse-forwarded-to";
 /// Time to reach a target gateway before serving locally instead.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+const CONNECT_TIMEOUT: Duration = super::peer::client::CONNECT_TIMEOUT;
 
 /// Where invocations of one function go.
 #[derive(Debug, Clone, PartialEq)]
@@ -52,7 +58,8 @@ pub struct Target {
 
 /// Routes and user-demand counters, shared by the gateway and the placement subsystem.
 pub struct Remote {
-    agent: String,
+    /// The peer link's client; without it (no agent certificate) nothing is forwarded.
+    peer: Option<PeerClient>,
     routes: RwLock<HashMap<String, Route>>,
     arrivals: HashMap<String, AtomicU64>,
     forwarded: HashMap<String, AtomicU64>,
@@ -60,11 +67,15 @@ pub struct Remote {
 }
 
 impl Remote {
-    /// Forwarding for `functions` on agent `agent`; every route starts local.
-    pub fn new<'a>(agent: &str, functions: impl Iterator<Item = &'a str>) -> Arc<Self> {
+    /// Forwarding of `functions` over the peer link's client `peer`; every route starts
+    /// local.
+    pub fn new<'a>(
+        peer: Option<PeerClient>,
+        functions: impl Iterator<Item = &'a str>,
+    ) -> Arc<Self> {
         let names: Vec<String> = functions.map(str::to_owned).collect();
         Arc::new(Self {
-            agent: agent.to_owned(),
+            peer,
             routes: RwLock::new(HashMap::new()),
             arrivals: names
                 .iter()
@@ -117,9 +128,14 @@ impl Remote {
         targets.last()
     }
 
-    /// The answer of another agent's gateway for this invocation, or `None` to serve it here;
-    /// the request's headers as parsed, so the gateway's common path builds no `http` types
-    /// unless the invocation is forwarded.
+    /// The peer link's client, when this agent has one.
+    pub fn peer(&self) -> Option<&PeerClient> {
+        self.peer.as_ref()
+    }
+
+    /// The answer of another agent's gateway for an invocation from this gateway's client, or
+    /// `None` to serve it here; the request's headers as parsed, so the gateway's common path
+    /// builds no `http` types unless the invocation is forwarded.
     pub async fn invoke_fields(
         &self,
         function: &str,
@@ -129,41 +145,29 @@ impl Remote {
         body: &[u8],
         timeout: Duration,
     ) -> Option<Response<Bytes>> {
-        if headers
-            .iter()
-            .any(|h| h.name.eq_ignore_ascii_case(FORWARDED_BY))
-        {
-            return None;
-        }
         if let Some(c) = self.arrivals.get(function) {
             c.fetch_add(1, Ordering::Relaxed);
         }
         let Route::Forward { local, targets } = self.route(function) else {
             return None;
         };
+        let peer = self.peer.as_ref()?;
         let target = self.pick(local, &targets)?;
         let addr = resolve(&target.gateway).await?;
-        // The client's headers, then whom it was forwarded by (once: a header of that name
-        // from the client was seen above).
-        let mut headers = headers.to_vec();
-        if HeaderValue::from_str(&self.agent).is_ok() {
-            headers.push(httparse::Header {
-                name: FORWARDED_BY,
-                value: self.agent.as_bytes(),
-            });
-        }
         let path = format!("/v1/functions/{function}/invoke");
-        let answer = forward::exchange(
-            addr,
-            method,
-            &path,
-            query,
-            &headers,
-            body,
-            timeout + CONNECT_TIMEOUT,
-        )
-        .await
-        .and_then(forward::Answer::into_response);
+        let answer = peer
+            .request(
+                &target.agent,
+                addr,
+                method,
+                &path,
+                query,
+                headers,
+                body,
+                timeout + CONNECT_TIMEOUT,
+            )
+            .await
+            .and_then(forward::Answer::into_response);
         let response = match answer {
             Ok(response) => response,
             Err(ForwardError::Connect(e)) => {
@@ -193,19 +197,6 @@ impl Remote {
                 .insert(HeaderName::from_static(FORWARDED_TO), v);
         }
         Some(Response::from_parts(parts, bytes))
-    }
-}
-
-async fn resolve(gateway: &str) -> Option<SocketAddr> {
-    if let Ok(addr) = gateway.parse() {
-        return Some(addr);
-    }
-    match tokio::net::lookup_host(gateway).await {
-        Ok(mut addrs) => addrs.next(),
-        Err(e) => {
-            tracing::warn!(gateway, "cannot resolve a forward target: {e}");
-            None
-        }
     }
 }
 
@@ -239,7 +230,7 @@ mod tests {
 
     #[test]
     fn targets_are_picked_by_weight() {
-        let remote = Remote::new("edge-1", ["f"].into_iter());
+        let remote = Remote::new(None, ["f"].into_iter());
         let targets = [target("a", 0.75), target("b", 0.25)];
         let picks: Vec<Option<String>> = (0..1000)
             .map(|_| remote.pick(0.2, &targets).map(|t| t.agent.clone()))
@@ -263,33 +254,23 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn an_unreachable_target_leaves_the_invocation_here_and_it_still_counts_as_demand() {
-        // A port nothing listens on.
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let remote = Remote::new("edge-1", ["f"].into_iter());
+    async fn a_clients_invocations_count_as_demand_whatever_headers_they_carry() {
+        // No agent certificate: nothing is forwarded, and every route serves here.
+        let remote = Remote::new(None, ["f"].into_iter());
         remote.set_route(
             "f",
             Route::Forward {
                 local: 0.0,
-                targets: vec![Target {
-                    gateway: format!("127.0.0.1:{port}"),
-                    ..target("cloud-1", 1.0)
-                }],
+                targets: vec![target("cloud-1", 1.0)],
             },
         );
-        let answer = invoke(&remote, &HeaderMap::new()).await;
-        assert!(answer.is_none());
+        assert!(invoke(&remote, &HeaderMap::new()).await.is_none());
         assert_eq!(remote.arrivals("f"), 1);
-        assert_eq!(remote.forwarded("f"), 0);
-        // Forwarded-in invocations are neither forwarded again nor counted as users' demand.
+        // A header claiming the invocation was forwarded does not hide it from the demand.
         let mut headers = HeaderMap::new();
         headers.insert(FORWARDED_BY, HeaderValue::from_static("regional-1"));
-        let answer = invoke(&remote, &headers).await;
-        assert!(answer.is_none());
-        assert_eq!(remote.arrivals("f"), 1);
+        assert!(invoke(&remote, &headers).await.is_none());
+        assert_eq!(remote.arrivals("f"), 2);
+        assert_eq!(remote.forwarded("f"), 0);
     }
 }

@@ -200,7 +200,7 @@ impl Applier {
             let mut ready = false;
             let mut target_ready_instances = 0;
             for t in targets {
-                let listed = ready_instances(&t.gateway, function).await;
+                let listed = ready_instances(remote, t, function).await;
                 target_ready_instances = target_ready_instances.max(listed);
                 let needed = h
                     .needed
@@ -233,22 +233,25 @@ impl Applier {
     }
 }
 
-/// Ready instances of `function` the gateway at `gateway` lists (0 when it does not answer).
-async fn ready_instances(gateway: &str, function: &str) -> u32 {
-    let probe = async {
-        let mut stream = tokio::net::TcpStream::connect(gateway).await.ok()?;
-        let request =
-            format!("GET /v1/functions HTTP/1.1\r\nHost: {gateway}\r\nConnection: close\r\n\r\n");
-        tokio::io::AsyncWriteExt::write_all(&mut stream, request.as_bytes())
-            .await
-            .ok()?;
-        let mut answer = Vec::new();
-        tokio::io::AsyncReadExt::read_to_end(&mut stream, &mut answer)
-            .await
-            .ok()?;
-        let text = String::from_utf8_lossy(&answer);
-        let (_, body) = text.split_once("\r\n\r\n")?;
-        let listed: serde_json::Value = serde_json::from_str(body).ok()?;
+/// Ready instances of `function` the peer listener of `target` lists (0 when it does not
+/// answer, is not that agent, or this agent has no peer link).
+async fn ready_instances(remote: &Remote, target: &Target, function: &str) -> u32 {
+    let Some(peer) = remote.peer() else {
+        return 0;
+    };
+    let Some(body) = peer
+        .get(
+            &target.agent,
+            &target.gateway,
+            "/v1/functions",
+            PROBE_TIMEOUT,
+        )
+        .await
+    else {
+        return 0;
+    };
+    let ready = || -> Option<u32> {
+        let listed: serde_json::Value = serde_json::from_slice(&body).ok()?;
         let found = listed.as_array()?.iter().find(|f| f["name"] == function)?;
         let ready = found["instances"]
             .as_array()?
@@ -257,9 +260,5 @@ async fn ready_instances(gateway: &str, function: &str) -> u32 {
             .count();
         Some(u32::try_from(ready).unwrap_or(u32::MAX))
     };
-    tokio::time::timeout(PROBE_TIMEOUT, probe)
-        .await
-        .ok()
-        .flatten()
-        .unwrap_or(0)
+    ready().unwrap_or(0)
 }

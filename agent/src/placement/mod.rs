@@ -3,7 +3,8 @@
 //! Every telemetry interval it reports to the hub, per function it runs, what it measured
 //! ([`demand`]); it applies its part of the hub's plans ([`apply`]): a pool share through the
 //! runtime's `PlacementShare`, and a route in the gateway's forwarding
-//! (`crate::gateway::remote`).
+//! (`crate::gateway::remote`). Other agents forward to the address it declares to the hub:
+//! its gateway's peer listener ([`declared_gateway`]), mutual TLS only.
 
 pub mod apply;
 pub mod demand;
@@ -36,6 +37,14 @@ impl Default for PlacementConfig {
             handover_timeout: Duration::from_secs(30),
         }
     }
+}
+
+/// The address this agent declares to the hub for other agents to forward to: where its peer
+/// listener (`[gateway] peer_listen`) is bound, or none.
+pub fn declared_gateway(peer_listener: Option<std::net::SocketAddr>) -> String {
+    peer_listener
+        .map(|addr| addr.to_string())
+        .unwrap_or_default()
 }
 
 /// What the placement task works with.
