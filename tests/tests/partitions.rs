@@ -38,12 +38,14 @@ fn functions_of(id: &str) -> Vec<String> {
     (0..2).map(|k| format!("{id}-fn-{k}")).collect()
 }
 
-fn plan(id: &str, minutes: usize) -> DrivePlan {
+/// Traffic for `seconds`: as many trace minutes (the sample holds 480), compressed to fit.
+fn plan(id: &str, seconds: u64) -> DrivePlan {
+    let minutes = seconds.min(480);
     DrivePlan {
         prefix: format!("{id}-fn-"),
         functions: 2,
-        minutes,
-        speed: 60.0,
+        minutes: minutes as usize,
+        speed: (minutes * 60) as f64 / seconds as f64,
         max_per_minute: 30,
     }
 }
@@ -133,9 +135,9 @@ fn faults(star: &Star, hub: &mut Hub, agents: &mut [Agent], f: &mut Faults) {
     wait_progress(hub, &seen, 3, "every agent after the flaps");
 }
 
-/// The fleet, the faults `passes` times while traffic runs for `minutes` trace minutes (one
-/// second each), then the books.
-fn run(passes: usize, minutes: usize) {
+/// The fleet, the faults (once, and again while the traffic of `seconds` lasts), then the
+/// books.
+fn run(seconds: u64) {
     let started = Instant::now();
     let root = tempfile::tempdir().unwrap();
     let root = synapse_tests::Workdir::new(root);
@@ -161,14 +163,17 @@ fn run(passes: usize, minutes: usize) {
     hub.wait_connected(&ids, Duration::from_secs(60));
     let drives: Vec<Drive> = agents
         .iter()
-        .map(|a| Drive::start(&a.ns, dir, a.gateway(), &plan(&a.id, minutes)))
+        .map(|a| Drive::start(&a.ns, dir, a.gateway(), &plan(&a.id, seconds)))
         .collect();
 
     let mut f = Faults::default();
-    for _ in 0..passes {
+    let traffic = Instant::now();
+    // A pass takes about half a minute.
+    while f.cuts == 0 || traffic.elapsed() + Duration::from_secs(40) < Duration::from_secs(seconds)
+    {
         faults(&star, &mut hub, &mut agents, &mut f);
     }
-    let limit = Duration::from_secs(minutes as u64 + 120);
+    let limit = Duration::from_secs(seconds + 120);
     let summaries: Vec<_> = drives.into_iter().map(|d| d.finish(limit)).collect();
 
     let all: Vec<&Agent> = agents.iter().collect();
@@ -215,16 +220,15 @@ fn run(passes: usize, minutes: usize) {
 
 #[test]
 fn telemetry_is_counted_once_across_link_cuts_and_crashes() {
-    run(1, 45);
+    run(45);
 }
 
 #[test]
 #[ignore = "soak: minutes of repeated faults (SYNAPSE_SOAK_MINUTES, default 10)"]
 fn soak_telemetry_is_counted_once_across_repeated_faults() {
-    let minutes: usize = std::env::var("SYNAPSE_SOAK_MINUTES")
+    let minutes: u64 = std::env::var("SYNAPSE_SOAK_MINUTES")
         .ok()
         .and_then(|m| m.parse().ok())
         .unwrap_or(10);
-    // A pass takes about 40 s: as many as fit in the traffic's time.
-    run((minutes * 60 / 45).max(1), minutes * 60);
+    run(minutes * 60);
 }
