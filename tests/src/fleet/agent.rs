@@ -151,6 +151,28 @@ impl Agent {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// Whether the agent stored an interval that began at `unix_ms` or later: everything it
+    /// counted before that instant is then in its totals.
+    pub fn closed_since(&self, unix_ms: i64) -> bool {
+        let addr: SocketAddr = METRICS.parse().unwrap();
+        let Some(body) = self
+            .ns
+            .run(|| http_get(addr, &format!("/v1/telemetry?since_ms={unix_ms}")))
+        else {
+            return false;
+        };
+        serde_json::from_str::<Value>(&body)
+            .ok()
+            .and_then(|v| {
+                v.as_object().map(|functions| {
+                    functions
+                        .values()
+                        .any(|f| f["intervals"].as_array().is_some_and(|i| !i.is_empty()))
+                })
+            })
+            .unwrap_or(false)
+    }
+
     /// `/v1/telemetry`: what the agent recorded in its store, per function.
     pub fn telemetry(&self) -> Option<Value> {
         let addr: SocketAddr = METRICS.parse().unwrap();

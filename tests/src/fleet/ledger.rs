@@ -148,8 +148,16 @@ fn compare(hub: &Hub, agents: &[&Agent]) -> Result<Vec<Book>, String> {
 }
 
 /// Waits (at most `limit`) until the books of `agents` balance, once their traffic stopped;
-/// fails with the last difference otherwise.
+/// fails with the last difference otherwise. Each agent has first closed the interval in
+/// which its traffic ended, so its totals hold every invocation it served.
 pub fn settle(hub: &Hub, agents: &[&Agent], limit: Duration) -> Vec<Book> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    crate::wait_for("every agent's interval after the traffic", limit, || {
+        agents.iter().all(|a| a.closed_since(now)).then_some(())
+    });
     let deadline = Instant::now() + limit;
     loop {
         match compare(hub, agents) {
