@@ -113,18 +113,24 @@ impl RolloutEngine {
         let steps = spec::parse_steps(request.steps.as_deref().unwrap_or(&config.steps))?;
         super::payload::check(&request.target, &request.new)?;
         let bake = request.bake.unwrap_or(config.bake);
-        let order = spec::wave_order(&request.selector, &self.hosts()?);
+        let hosts = self.hosts()?;
+        let order = spec::wave_order(&request.selector, &hosts);
         if order.is_empty() {
             return Err(spec::SpecError::NoHosts.into());
         }
         let _writes = lock(&self.inner.writes);
+        // What each host runs until its wave: what the engine wants it to run now, which for
+        // a host that joined after the last rollout started is what that rollout gave every
+        // host (its settled versions alone would send it back to its configured one).
+        let rollouts = self.rollouts()?;
         let previous = order
             .iter()
-            .map(|(host, _)| {
-                let settled = self.inner.store.settled(host)?;
+            .map(|(id, _)| {
+                let host = hosts.iter().find(|h| &h.id == id);
+                let desired = self.desired_of(id, host, &rollouts)?;
                 Ok((
-                    host.clone(),
-                    settled.get(&request.target).cloned().unwrap_or_default(),
+                    id.clone(),
+                    desired.get(&request.target).cloned().unwrap_or_default(),
                 ))
             })
             .collect::<Result<BTreeMap<_, _>, RolloutError>>()?;

@@ -212,6 +212,46 @@ fn a_good_version_goes_through_every_step() {
 }
 
 #[test]
+fn a_host_that_joined_after_a_rollout_keeps_its_version_until_its_wave_of_the_next() {
+    let mut fleet = Fleet::new();
+    let first = fleet.start("2").id;
+    let mut now = registry_now();
+    fleet.engine.tick(now).unwrap();
+    for _ in 0..3 {
+        fleet.agents_apply();
+        fleet.everyone_served(&[]);
+        now += BAKE_MS;
+        fleet.engine.tick(now).unwrap();
+    }
+    assert_eq!(fleet.rollout(&first).state, State::Succeeded);
+    join(&fleet.registry, "edge-3", 1, 10);
+    let target = fleet.rollout(&first).target;
+    assert_eq!(
+        fleet.engine.desired("edge-3").unwrap()[&target].version,
+        "2"
+    );
+
+    // The next rollout's canary step leaves edge-3 out: it stays on 2, not on its
+    // configured version; an abort leaves it there too.
+    let next = fleet.start("3").id;
+    fleet.engine.tick(now).unwrap();
+    let r = fleet.rollout(&next);
+    assert!(r.updated_hosts().iter().all(|(h, _)| h != "edge-3"));
+    assert_eq!(
+        fleet.engine.desired("edge-3").unwrap()[&target].version,
+        "2"
+    );
+    fleet
+        .engine
+        .operate(&next, Operation::Abort, "alice", "wrong build")
+        .unwrap();
+    assert_eq!(
+        fleet.engine.desired("edge-3").unwrap()[&target].version,
+        "2"
+    );
+}
+
+#[test]
 fn a_late_host_outside_a_succeeded_rollouts_selector_gets_nothing_from_it() {
     let mut fleet = Fleet::new();
     let mut spec = fleet.spec("2");
