@@ -170,6 +170,9 @@ pub async fn run(config: AgentConfig) -> Result<()> {
         Some(p) => Some(p.local_addr().context("the peer listener's socket")?),
         None => None,
     };
+    // The gateway's socket is bound (and listening: connections wait in its backlog) before
+    // the metrics endpoint answers, so a client that sees `/healthz` can connect to it.
+    let gateway = crate::gateway::bind(config.gateway.listen)?;
     let mut tasks = JoinSet::new();
     tasks.spawn(crate::metrics::serve(
         config.metrics.listen,
@@ -177,7 +180,6 @@ pub async fn run(config: AgentConfig) -> Result<()> {
         store.clone(),
         stop_rx.clone(),
     ));
-    let gateway = crate::gateway::bind(config.gateway.listen)?;
     // The gateway stops first (see the end of this function), so it has a signal of its own
     // and says when it has drained.
     let (drain_tx, drain_rx) = watch::channel(false);
