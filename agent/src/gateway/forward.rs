@@ -24,7 +24,7 @@ use hyper::{
 };
 use socket2::{Domain, Socket, Type};
 use tokio::{
-    io::{AsyncReadExt as _, AsyncWriteExt as _},
+    io::{AsyncRead, AsyncReadExt as _, AsyncWriteExt as _},
     net::TcpStream,
 };
 
@@ -266,13 +266,27 @@ enum Framing {
     UntilClose,
 }
 
+/// Reads an instance's answer from `stream` as [`exchange`] does, without the connection: the
+/// parsing of the answer's head and the decoding of its body, for the fuzz targets (`fuzz/`).
+#[doc(hidden)]
+pub async fn read_answer<S: AsyncRead + Unpin>(
+    stream: S,
+    head_request: bool,
+) -> Result<Answer, ForwardError> {
+    let mut reader = Reader {
+        stream,
+        buf: BytesMut::with_capacity(4096),
+    };
+    reader.answer(head_request).await
+}
+
 /// The answer as it comes off the connection.
-struct Reader {
-    stream: TcpStream,
+struct Reader<S> {
+    stream: S,
     buf: BytesMut,
 }
 
-impl Reader {
+impl<S: AsyncRead + Unpin> Reader<S> {
     /// Reads more; `false` at the end of the connection.
     async fn fill(&mut self) -> Result<bool, ForwardError> {
         if self.buf.capacity() - self.buf.len() < 1024 {

@@ -27,6 +27,9 @@ mod request;
 mod series;
 mod server;
 
+#[doc(hidden)]
+pub use request::{FastPathHead, parse_head};
+
 use std::{
     collections::HashMap,
     net::{SocketAddr, TcpListener as StdListener},
