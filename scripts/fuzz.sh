@@ -91,8 +91,8 @@ run() {
   "$bin/$t" "${args[@]}" "${dirs[@]}" >"$log" 2>&1
   status=$?
   local execs rate crashes
-  execs=$(awk -F': *' '/^stat::number_of_executed_units/ { print $2 }' "$log" | tail -n 1)
-  rate=$(awk -F': *' '/^stat::average_exec_per_sec/ { print $2 }' "$log" | tail -n 1)
+  execs=$(awk '/^stat::number_of_executed_units/ { print $NF }' "$log" | tail -n 1)
+  rate=$(awk '/^stat::average_exec_per_sec/ { print $NF }' "$log" | tail -n 1)
   crashes=$(($(ls "$artifacts" | wc -l) - before))
   # A run that died without its statistics (a crash) still counts the inputs it ran.
   [ -n "$execs" ] || execs=$(grep -oE '^#[0-9]+' "$log" | tail -n 1 | tr -d '#')

@@ -13,6 +13,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use synapse_link::codec::{FrameError, HEADER_LEN, decode_body, encode, frame_len};
+use synapse_proto::link::v1::frame::Body;
 
 /// A smaller maximum than the link's 1 MiB, so refusals are reached as well as bodies.
 const MAX: usize = 64 * 1024;
@@ -45,10 +46,21 @@ fuzz_target!(|data: &[u8]| {
                 let prefix = u32::from_be_bytes(bytes[..HEADER_LEN].try_into().unwrap());
                 assert_eq!(prefix as usize, bytes.len() - HEADER_LEN);
                 let again = decode_body(&bytes[HEADER_LEN..]).expect("an encoded frame decodes");
-                // Debug, not ==: a NaN in a frame is itself, bit for bit, but not equal to itself.
-                assert_eq!(format!("{again:?}"), format!("{frame:?}"));
                 // encode(decode(x)) == x for x = encode(frame), a body as this project sends it.
-                assert_eq!(encode(&again), bytes, "encoding is not a fixed point");
+                if let Some(Body::Hello(hello)) = &frame.body {
+                    // A hello's labels are a map: prost writes its entries in the order of a
+                    // HashMap, which differs between two maps of the same entries, so the
+                    // bytes may differ and the frames compare as maps (a hello has no floats).
+                    assert_eq!(again, frame);
+                    if hello.labels.len() <= 1 {
+                        assert_eq!(encode(&again), bytes, "encoding is not a fixed point");
+                    }
+                } else {
+                    // Debug, not ==: a NaN in a frame is itself, bit for bit, but not equal
+                    // to itself; no other frame holds a map.
+                    assert_eq!(format!("{again:?}"), format!("{frame:?}"));
+                    assert_eq!(encode(&again), bytes, "encoding is not a fixed point");
+                }
             }
             Err(e) => assert_eq!(e.refusal_code(), Some("malformed"), "{e}"),
         }
