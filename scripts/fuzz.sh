@@ -17,7 +17,7 @@
 #
 # The committed seeds are in fuzz/corpus/TARGET/ and are only read; what a run discovers goes to
 # fuzz/target/corpus/TARGET/ (kept from run to run), crashing inputs to fuzz/artifacts/TARGET/,
-# and each run's libFuzzer output to fuzz/target/logs/TARGET.log.
+# and each run's libFuzzer output to fuzz/target/logs/TARGET.log (TARGET.smoke.log).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -42,7 +42,9 @@ done
 seconds=${FUZZ_SECONDS:-600}
 jobs=${FUZZ_JOBS:-1}
 label=fuzz
-[ "$smoke" = no ] || label=fuzz-smoke
+suffix=
+# A smoke run keeps its own logs, so one next to a long run leaves the long run's alone.
+[ "$smoke" = no ] || { label=fuzz-smoke; suffix=.smoke; }
 say() { printf '%s: %s\n' "$label" "$*"; }
 
 # The eBPF build of the agent needs nightly rust-src and bpf-linker (setup.sh, idempotent).
@@ -73,7 +75,7 @@ bin=fuzz/target/x86_64-unknown-linux-gnu/release
 
 # run TARGET: one libFuzzer run; its figures go to fuzz/target/logs/TARGET.result.
 run() {
-  local t=$1 log=fuzz/target/logs/$1.log artifacts=fuzz/artifacts/$1/ work=fuzz/target/corpus/$1
+  local t=$1 log=fuzz/target/logs/$1$suffix.log artifacts=fuzz/artifacts/$1/ work=fuzz/target/corpus/$1
   mkdir -p "$artifacts" "$work"
   local before
   before=$(ls "$artifacts" | wc -l)
@@ -97,14 +99,14 @@ run() {
   # A run that died without its statistics (a crash) still counts the inputs it ran.
   [ -n "$execs" ] || execs=$(grep -oE '^#[0-9]+' "$log" | tail -n 1 | tr -d '#')
   printf '%s %s %s %s %s\n' "$status" "${execs:-0}" "${rate:-0}" "$crashes" \
-    "$((SECONDS - started))" >"fuzz/target/logs/$t.result"
+    "$((SECONDS - started))" >"fuzz/target/logs/$t$suffix.result"
 }
 
 say "running ${#targets[@]} targets, $jobs at a time, $([ "$smoke" = yes ] && echo "over their corpus" || echo "$seconds s each")"
 running=0
 for t in "${targets[@]}"; do
   if [ ! -x "$bin/$t" ]; then
-    printf '1 0 0 0 0\n' >"fuzz/target/logs/$t.result"
+    printf '1 0 0 0 0\n' >"fuzz/target/logs/$t$suffix.result"
     say "$t: no such target (${ALL_TARGETS[*]})"
     continue
   fi
@@ -120,7 +122,7 @@ wait
 passed=0
 failed=0
 for t in "${targets[@]}"; do
-  read -r status execs rate crashes took <"fuzz/target/logs/$t.result"
+  read -r status execs rate crashes took <"fuzz/target/logs/$t$suffix.result"
   corpus=$(ls "fuzz/target/corpus/$t" 2>/dev/null | wc -l)
   line="$t: $execs executions, $rate exec/s, $crashes crashes ($took s; corpus $(ls "fuzz/corpus/$t" | wc -l) committed + $corpus found)"
   if [ "$status" = 0 ] && [ "$crashes" = 0 ]; then
@@ -128,8 +130,8 @@ for t in "${targets[@]}"; do
     say "$line"
   else
     failed=$((failed + 1))
-    say "$line FAILED (exit $status): fuzz/target/logs/$t.log"
-    grep -E '^(==[0-9]+==ERROR|thread .* panicked|SUMMARY)' "fuzz/target/logs/$t.log" | head -n 5 >&2
+    say "$line FAILED (exit $status): fuzz/target/logs/$t$suffix.log"
+    grep -E '^(==[0-9]+==ERROR|thread .* panicked|SUMMARY)' "fuzz/target/logs/$t$suffix.log" | head -n 5 >&2
     ls -t "fuzz/artifacts/$t" 2>/dev/null | head -n 3 | sed "s|^|  fuzz/artifacts/$t/|" >&2
   fi
 done
