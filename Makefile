@@ -1,5 +1,5 @@
 # SynapseStream: the two commands of README, and a few more.
-.PHONY: run test bench setup fmt package
+.PHONY: run test bench setup fmt package fuzz
 
 # The main job: the agent on this host with sample functions and live telemetry.
 run:
@@ -16,6 +16,11 @@ bench:
 # The synapse-agent and synapse-hub packages, .deb and .rpm, in target/package/.
 package:
 	bash scripts/package.sh
+
+# Every fuzz target for FUZZ_SECONDS each (default 600; FUZZ_SECONDS=30 for a smoke), FUZZ_JOBS
+# at a time (default 1): executions, exec/s and crashes per target (scripts/fuzz.sh).
+fuzz:
+	bash scripts/fuzz.sh
 
 setup:
 	bash scripts/setup.sh

@@ -50,6 +50,11 @@ bash scripts/bench-smoke.sh 2>&1 | tee target/bench-smoke.log
 read -r p f < <(closing target/bench-smoke.log)
 count "benchmark smoke runs" "$p" "$f"
 
+# The fuzz targets once over their committed corpora, past crashes included (scripts/fuzz.sh).
+bash scripts/fuzz.sh --smoke 2>&1 | tee target/fuzz-smoke.log
+read -r p f < <(closing target/fuzz-smoke.log)
+count "fuzz smoke runs" "$p" "$f"
+
 # The packages: built, linted, listed, installed, removed and purged (packaging/README).
 bash scripts/package-check.sh 2>&1 | tee target/package-check.log
 read -r p f < <(closing target/package-check.log)

@@ -290,6 +290,20 @@ enum Framing {
     UntilClose,
 }
 
+/// Reads an instance's answer from `stream` as [`exchange`] does, without the connection: the
+/// parsing of the answer's head and the decoding of its body, for the fuzz targets (`fuzz/`).
+#[doc(hidden)]
+pub async fn read_answer<S: AsyncRead + Unpin>(
+    stream: S,
+    head_request: bool,
+) -> Result<Answer, ForwardError> {
+    let mut reader = Reader {
+        stream,
+        buf: BytesMut::with_capacity(4096),
+    };
+    reader.answer(head_request).await
+}
+
 /// The answer as it comes off the connection.
 struct Reader<S> {
     stream: S,

@@ -33,6 +33,9 @@ mod request;
 mod series;
 mod server;
 
+#[doc(hidden)]
+pub use request::{FastPathHead, parse_head};
+
 use std::{
     collections::{BTreeMap, HashMap},
     net::{SocketAddr, TcpListener as StdListener},

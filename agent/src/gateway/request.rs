@@ -109,6 +109,41 @@ pub(super) fn parse<'h, 'b>(
     })
 }
 
+/// What the fast path makes of the bytes at the start of a connection, owned: the view of
+/// [`parse`] that the fuzz targets (`fuzz/`) reach, as the parser itself is the gateway's own.
+#[doc(hidden)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FastPathHead {
+    Partial,
+    Other,
+    Invoke {
+        name: String,
+        query: Option<String>,
+        headers: usize,
+        head_len: usize,
+        body_len: usize,
+        close: bool,
+    },
+}
+
+/// [`parse`] on `buf`, as [`FastPathHead`].
+#[doc(hidden)]
+pub fn parse_head(buf: &[u8]) -> FastPathHead {
+    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    match parse(buf, &mut slots) {
+        Head::Partial => FastPathHead::Partial,
+        Head::Other => FastPathHead::Other,
+        Head::Invoke(i) => FastPathHead::Invoke {
+            name: i.name.to_owned(),
+            query: i.query.map(str::to_owned),
+            headers: i.headers.len(),
+            head_len: i.head_len,
+            body_len: i.body_len,
+            close: i.close,
+        },
+    }
+}
+
 /// The function's name and the query of an invocation's request target, when it is one and
 /// made only of the characters a URI may hold as they are (RFC 3986); anything else is
 /// hyper's to accept or refuse.

@@ -59,11 +59,8 @@ impl OnnxModel {
         inputs: &[TensorInput],
         outputs: &[crate::config::TensorOutput],
     ) -> Result<Self> {
-        let plan = tract_onnx::onnx()
-            .model_for_read(&mut std::io::Cursor::new(bytes))
-            .and_then(|m| m.into_optimized())
-            .and_then(|m| m.into_runnable())
-            .map_err(|e| anyhow!("loading model {}: {e:#}", origin.display()))?;
+        let plan = crate::forecast::neural::runner::load_plan(bytes)
+            .map_err(|e| anyhow!("loading model {}: {e}", origin.display()))?;
         let model = plan.model();
         let input_names: Vec<String> = model
             .input_outlets()
@@ -139,10 +136,8 @@ impl OnnxModel {
             .map_err(|e| anyhow!("input `{}`: {e}", input.name))?;
             tensors.push(t.into());
         }
-        let results = self
-            .plan
-            .run(tensors)
-            .map_err(|e| anyhow!("running the model: {e:#}"))?;
+        let results = crate::forecast::neural::runner::run_plan(&self.plan, tensors)
+            .map_err(|e| anyhow!("running the model: {e}"))?;
         self.outputs
             .iter()
             .map(|(name, index, transform)| {

@@ -23,14 +23,45 @@ impl From<TractError> for RunnerError {
     }
 }
 
+/// Loads, optimises and makes runnable the model of an ONNX file's bytes, which come from a
+/// configuration, a rollout or the hub. tract refuses most malformed files with an error but
+/// panics on some (a graph output that no node produces, found by fuzzing): such a panic is
+/// caught here and is a refusal as well.
+pub fn load_plan(bytes: &[u8]) -> Result<Arc<TypedRunnableModel>, RunnerError> {
+    let load = || {
+        tract_onnx::onnx()
+            .model_for_read(&mut std::io::Cursor::new(bytes))?
+            .into_optimized()?
+            .into_runnable()
+    };
+    Ok(std::panic::catch_unwind(load).map_err(refused)??)
+}
+
+/// Runs `plan` on `inputs`, a panic of tract's being an error, as in [`load_plan`].
+pub fn run_plan(
+    plan: &Arc<TypedRunnableModel>,
+    inputs: TVec<TValue>,
+) -> Result<TVec<TValue>, RunnerError> {
+    let run = std::panic::AssertUnwindSafe(|| plan.run(inputs));
+    Ok(std::panic::catch_unwind(run).map_err(refused)??)
+}
+
+/// The error for a panic of tract's, with its message.
+fn refused(panic: Box<dyn std::any::Any + Send>) -> RunnerError {
+    let message = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_default();
+    RunnerError(format!("the model is malformed (tract failed: {message})"))
+}
+
 impl TractRunner {
     /// Loads and optimises the model from the bytes of an ONNX file.
     pub fn from_onnx(bytes: &[u8]) -> Result<Self, RunnerError> {
-        let plan = tract_onnx::onnx()
-            .model_for_read(&mut std::io::Cursor::new(bytes))?
-            .into_optimized()?
-            .into_runnable()?;
-        Ok(Self { plan })
+        Ok(Self {
+            plan: load_plan(bytes)?,
+        })
     }
 
     /// The model's outputs for a batch of feature vectors.
@@ -38,7 +69,7 @@ impl TractRunner {
         let flat: Vec<f32> = batch.iter().flatten().copied().collect();
         let input = tract_ndarray::Array2::from_shape_vec((batch.len(), INPUTS), flat)
             .map_err(|e| RunnerError(e.to_string()))?;
-        let outputs = self.plan.run(tvec!(Tensor::from(input).into()))?;
+        let outputs = run_plan(&self.plan, tvec!(Tensor::from(input).into()))?;
         let view = outputs[0].to_plain_array_view::<f32>()?;
         Ok(view.iter().copied().collect())
     }
@@ -72,6 +103,28 @@ mod tests {
                 (rust - f64::from(*t)).abs() <= 1e-5,
                 "tract {t} vs rust {rust}"
             );
+        }
+    }
+
+    /// A model whose graph output no node produces made tract panic while loading it (found
+    /// by fuzzing, fuzz/corpus/onnx_model/crash-dd496b92...): it is refused with an error.
+    #[test]
+    fn a_model_that_makes_tract_panic_is_refused() {
+        use prost::Message as _;
+        let crash = include_bytes!(
+            "../../../../fuzz/corpus/onnx_model/crash-dd496b926b94c3b10a980d1c4ff4cc9ea1994cec"
+        );
+        let graph = tract_onnx::pb::GraphProto {
+            node: vec![onnx::node("Tanh", &["x"], "y")],
+            input: vec![onnx::value_info("x", 4)],
+            output: vec![onnx::value_info("nowhere", 4)],
+            ..Default::default()
+        };
+        let produced_by_no_node = onnx::model_of(graph).encode_to_vec();
+        for bytes in [&crash[..], &produced_by_no_node] {
+            let err = TractRunner::from_onnx(bytes).err().expect("refused");
+            assert!(err.to_string().contains("malformed"), "{err}");
+            assert!(super::super::ServingModel::load(1, bytes).is_err());
         }
     }
 
