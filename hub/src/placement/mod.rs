@@ -14,6 +14,7 @@
 //! - [`service`]: the console service `synapse.console.v1.Placement`.
 
 pub mod config;
+mod demand;
 pub mod exact;
 mod exchange;
 pub mod hysteresis;
