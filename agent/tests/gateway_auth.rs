@@ -221,7 +221,7 @@ async fn over_tls(
         let read = tls.read_to_end(&mut out).await;
         let text = String::from_utf8_lossy(&out).into_owned();
         if text.starts_with("HTTP/1.1 ") {
-            Ok(parse(&text))
+            Ok(Reply::parse(&text))
         } else {
             Err(format!("no answer ({read:?}): {text:?}"))
         }
@@ -229,25 +229,6 @@ async fn over_tls(
     tokio::time::timeout(Duration::from_secs(20), exchange)
         .await
         .unwrap_or_else(|_| Err("no answer within 20 s".into()))
-}
-
-fn parse(text: &str) -> Reply {
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((text, ""));
-    let mut lines = head.lines();
-    let status = lines
-        .next()
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
-        .collect();
-    Reply {
-        status,
-        headers,
-        body: body.to_string(),
-    }
 }
 
 /// A POST to `function` with `extra` header lines (each ending in CRLF), 2 bytes of body.
@@ -265,7 +246,7 @@ fn plain(port: u16, request: &str) -> Reply {
     s.write_all(request.as_bytes()).unwrap();
     let mut out = Vec::new();
     let _ = s.read_to_end(&mut out);
-    parse(&String::from_utf8_lossy(&out))
+    Reply::parse(&String::from_utf8_lossy(&out))
 }
 
 const LIST: &str = "GET /v1/functions HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
